@@ -1,0 +1,3 @@
+from cxrmap.cli import main
+
+main()

@@ -1,0 +1,109 @@
+"""The manifest: one row per image, the single table every later stage reads.
+
+Columns (strings; empty where unknown):
+
+============== ==================================================================================
+image_path     absolute path of the radiograph
+mask_path      infection mask (``{0,255}`` PNG); empty where none exists (controls usually have none)
+lung_mask_path lung mask; empty where none exists
+label          ``covid`` or ``control``
+group          ``covid``, ``I`` (normal controls) or ``II`` (other findings), paper Sec. II-A
+source         where the image came from (a dataset, a hospital, a phantom source)
+split          a fixed split where the dataset defines one (``train``, ``val``, ``test``)
+fold           cross-validation fold (``0`` .. ``k-1``), written by :func:`cxrmap.data.splits.assign_folds`
+finding        finer class where known (``normal``, ``consolidation``, ``Pediatric_Viral_Pneumonia``...)
+============== ==================================================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from cxrmap.errors import DataError
+from cxrmap.fileio import atomic_write
+
+COLUMNS = (
+    "image_path",
+    "mask_path",
+    "lung_mask_path",
+    "label",
+    "group",
+    "source",
+    "split",
+    "fold",
+    "finding",
+)
+LABELS = ("covid", "control")
+GROUPS = ("covid", "I", "II")
+
+
+def empty_manifest() -> pd.DataFrame:
+    """A manifest with the standard columns and no rows."""
+    return pd.DataFrame({column: pd.Series(dtype=str) for column in COLUMNS})
+
+
+def normalise_manifest(rows: pd.DataFrame | list[dict]) -> pd.DataFrame:
+    """Return a manifest with exactly :data:`COLUMNS` (plus any extra columns), all strings, checked.
+
+    Raises:
+        DataError: a row has an unknown label or group, or no image path.
+    """
+    frame = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows.copy()
+    for column in COLUMNS:
+        if column not in frame.columns:
+            frame[column] = ""
+    frame = frame.fillna("").astype(str)
+    extra = [c for c in frame.columns if c not in COLUMNS]
+    frame = frame[list(COLUMNS) + extra].reset_index(drop=True)
+    bad_label = ~frame["label"].isin(LABELS)
+    if bad_label.any():
+        row = frame[bad_label].iloc[0]
+        raise DataError(
+            f"manifest row for {row['image_path']!r} has label {row['label']!r}; expected one of {LABELS}"
+        )
+    bad_group = ~frame["group"].isin(GROUPS)
+    if bad_group.any():
+        row = frame[bad_group].iloc[0]
+        raise DataError(
+            f"manifest row for {row['image_path']!r} has group {row['group']!r}; expected one of {GROUPS}"
+        )
+    if (frame["image_path"] == "").any():
+        raise DataError("manifest has a row without image_path; every row needs the radiograph's path")
+    return frame
+
+
+def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a manifest CSV written by :func:`write_manifest` (or by hand with the same columns).
+
+    Raises:
+        DataError: the file is missing or lacks the required columns.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"manifest {path} does not exist; create one with `cxrmap index ROOT --out {path}`")
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in ("image_path", "label") if c not in frame.columns]
+    if missing:
+        raise DataError(f"manifest {path} lacks the columns {missing}; expected at least {COLUMNS[:5]}")
+    return normalise_manifest(frame)
+
+
+def write_manifest(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write ``frame`` as CSV atomically (a crash leaves the previous manifest intact)."""
+    path = Path(path)
+    with atomic_write(path, "w") as handle:
+        normalise_manifest(frame).to_csv(handle, index=False)
+    return path
+
+
+def manifest_hash(frame: pd.DataFrame) -> str:
+    """SHA-256 (hex, 16 chars) of the manifest's rows: the identity of a dataset for caches and checkpoints."""
+    digest = hashlib.sha256()
+    for row in normalise_manifest(frame)[list(COLUMNS)].itertuples(index=False):
+        digest.update("\x1f".join(row).encode())
+        digest.update(b"\x1e")
+    return digest.hexdigest()[:16]
