@@ -1,20 +1,232 @@
-"""Reading radiographs and masks from PNG, JPEG and DICOM into numpy arrays."""
+"""Reading radiographs and masks from PNG, JPEG and DICOM into numpy arrays.
+
+Every reader returns the same thing whatever the file format: a uint8 grayscale array ``(H, W)`` for an
+image and a boolean array ``(H, W)`` for a mask. Damaged, truncated, colour-DICOM or absurdly large
+files raise :class:`~cxrmap.errors.DataError` naming the file and what to do, never a bare traceback.
+
+The pixel limit (decompression-bomb guard) is :data:`DEFAULT_MAX_PIXELS`, overridden by the environment
+variable ``CXRMAP_MAX_PIXELS`` or per call with ``max_pixels=``. The declared size is checked from the
+header, before any pixel is decoded.
+"""
 
 from __future__ import annotations
 
+import io
 import os
+import struct
+import warnings
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
+
+from cxrmap.errors import DataError
+
+DEFAULT_MAX_PIXELS = 100_000_000
+"""Largest image (width x height) read by default: 100 megapixels, ten times a large detector."""
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
+"""File name endings read as radiographs (DICOM files without an ending are recognised by content)."""
+
+DICOM_SUFFIXES = (".dcm", ".dicom")
+_PIL_FORMATS = ("PNG", "JPEG")  # multi-picture JPEGs (MPO) open through JPEG
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a radiograph as a uint8 grayscale array (H, W)."""
-    with Image.open(path) as image:
-        return np.asarray(image.convert("L"), dtype=np.uint8)
+@dataclass(frozen=True)
+class ImageInfo:
+    """What a file's header declares: its size and format (``PNG``, ``JPEG`` or ``DICOM``)."""
+
+    width: int
+    height: int
+    format: str
 
 
-def read_mask(path: str | os.PathLike) -> np.ndarray:
-    """Read a mask as a boolean array (H, W), foreground where the value is above 127."""
-    with Image.open(path) as image:
-        return np.asarray(image.convert("L")) > 127
+def max_pixel_limit(max_pixels: int | None = None) -> int:
+    """The pixel limit in force: ``max_pixels`` if given, else ``$CXRMAP_MAX_PIXELS``, else the default.
+
+    Raises:
+        DataError: ``CXRMAP_MAX_PIXELS`` is set but is not a positive integer.
+    """
+    if max_pixels is not None:
+        return int(max_pixels)
+    text = os.environ.get("CXRMAP_MAX_PIXELS", "").strip()
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise DataError(
+            f"CXRMAP_MAX_PIXELS={text!r} is not a positive integer; unset it or give e.g. 200000000"
+        )
+    return value
+
+
+def check_pixel_count(width: int, height: int, name: str, max_pixels: int | None = None) -> None:
+    """Refuse a declared size above the pixel limit (decompression-bomb guard).
+
+    Raises:
+        DataError: ``width * height`` exceeds :func:`max_pixel_limit`.
+    """
+    limit = max_pixel_limit(max_pixels)
+    if width * height > limit:
+        raise DataError(
+            f"{name} declares {width} x {height} = {width * height:,} pixels, more than the limit of "
+            f"{limit:,} (a guard against decompression bombs); if the image is genuine, raise the limit "
+            "with the environment variable CXRMAP_MAX_PIXELS"
+        )
+
+
+def is_dicom(path: str | os.PathLike) -> bool:
+    """True for a ``.dcm``/``.dicom`` file or any file with the ``DICM`` marker at byte 128."""
+    path = Path(path)
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _require_file(path: Path) -> None:
+    if not path.exists():
+        raise DataError(f"{path} does not exist; check the path (and quoting of spaces/parentheses)")
+    if not path.is_file():
+        raise DataError(f"{path} is not a file; give an image file (PNG, JPEG or DICOM)")
+
+
+def _open_pil(source: str | os.PathLike | io.BytesIO, name: str, max_pixels: int | None) -> Image.Image:
+    """Open lazily (header only) with Pillow, limited to PNG/JPEG, and enforce the pixel limit."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns from ~89 Mpx; our own limit below decides.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(source, formats=_PIL_FORMATS)
+    except Image.DecompressionBombError as error:
+        raise DataError(
+            f"{name} declares an image too large to decode safely ({error}); if it is genuine, "
+            "downscale it (or raise CXRMAP_MAX_PIXELS and PIL.Image.MAX_IMAGE_PIXELS)"
+        ) from None
+    except UnidentifiedImageError:
+        raise DataError(
+            f"{name} is not a PNG, JPEG or DICOM image, or its header is damaged; "
+            "re-export it as PNG (8- or 16-bit grayscale)"
+        ) from None
+    except _DECODE_ERRORS as error:
+        raise DataError(f"cannot read {name}: {error}; the file looks damaged, re-export it") from None
+    try:
+        check_pixel_count(*image.size, name, max_pixels)
+    except DataError:
+        image.close()
+        raise
+    return image
+
+
+def _to_uint8(image: Image.Image) -> np.ndarray:
+    """Grayscale uint8 from any Pillow mode; 16-bit data scaled by 255/65535 (the PNG full range)."""
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        values = np.clip(np.asarray(image).astype(np.int64), 0, 65535)
+        return ((values * 255 + 32767) // 65535).astype(np.uint8)
+    if image.mode != "L":
+        image = image.convert("L")
+    return np.array(image, dtype=np.uint8)
+
+
+def _decode_pil(source: str | os.PathLike | io.BytesIO, name: str, max_pixels: int | None) -> np.ndarray:
+    with _open_pil(source, name, max_pixels) as image:
+        try:
+            image.load()
+        except _DECODE_ERRORS as error:
+            raise DataError(
+                f"cannot decode {name}: {error}; the file is truncated or damaged, copy or export it again"
+            ) from None
+        return _to_uint8(image)
+
+
+def check_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> ImageInfo:
+    """Check a file cheaply without decoding its pixels: format, declared size, pixel limit, integrity.
+
+    PNG chunks are read and their checksums verified (so truncation is caught); JPEG and DICOM are
+    checked from their headers. A DICOM must be grayscale (see :func:`cxrmap.data.dicom.check_dicom_header`).
+
+    Raises:
+        DataError: the file is missing, not an image, damaged, too large or a colour DICOM.
+    """
+    path = Path(path)
+    _require_file(path)
+    if is_dicom(path):
+        from cxrmap.data.dicom import check_dicom_header
+
+        info = check_dicom_header(path, max_pixels=max_pixels)
+        return ImageInfo(width=info.columns, height=info.rows, format="DICOM")
+    with _open_pil(path, str(path), max_pixels) as image:
+        width, height = image.size
+        kind = "JPEG" if image.format == "MPO" else str(image.format)
+        try:
+            image.verify()
+        except _DECODE_ERRORS as error:
+            raise DataError(f"{path} is damaged or truncated ({error}); copy or export it again") from None
+    return ImageInfo(width=width, height=height, format=kind)
+
+
+def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.ndarray:
+    """Read a radiograph as a uint8 grayscale array.
+
+    PNG and JPEG in colour are converted to grayscale (luma); 16-bit PNG is scaled to 0..255;
+    DICOM goes through :func:`cxrmap.data.dicom.read_dicom` (modality LUT, VOI LUT/window, MONOCHROME1
+    inversion).
+
+    Args:
+        path: a ``.png``, ``.jpg``/``.jpeg`` or DICOM file (``.dcm``, or any file with the DICOM marker).
+        max_pixels: pixel limit for this call (default: :func:`max_pixel_limit`).
+
+    Returns:
+        Array of shape ``(H, W)``, dtype uint8.
+
+    Raises:
+        DataError: missing, unreadable, truncated, too large, or colour DICOM.
+    """
+    path = Path(path)
+    _require_file(path)
+    if is_dicom(path):
+        from cxrmap.data.dicom import read_dicom
+
+        return read_dicom(path, max_pixels=max_pixels)
+    return _decode_pil(path, str(path), max_pixels)
+
+
+def decode_image(data: bytes, name: str = "uploaded image", *, max_pixels: int | None = None) -> np.ndarray:
+    """Like :func:`read_image`, for the bytes of a PNG, JPEG or DICOM file (e.g. an upload).
+
+    ``name`` is only used in error messages.
+    """
+    if data[128:132] == b"DICM":
+        from cxrmap.data.dicom import read_dicom
+
+        return read_dicom(data, name=name, max_pixels=max_pixels)
+    return _decode_pil(io.BytesIO(data), name, max_pixels)
+
+
+def read_mask(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.ndarray:
+    """Read a mask as a boolean array (H, W): foreground where the value is above 127.
+
+    A mask whose only values are 0 and 1 (a common export) is read with 1 as foreground, rather than
+    silently as empty.
+
+    Raises:
+        DataError: as :func:`read_image`.
+    """
+    return binarise_mask(read_image(path, max_pixels=max_pixels))
+
+
+def binarise_mask(values: np.ndarray) -> np.ndarray:
+    """Foreground of a uint8 mask: ``values > 127``, or ``values == 1`` when the mask holds only 0 and 1."""
+    if values.max(initial=0) == 1:
+        return values == 1
+    return values > 127

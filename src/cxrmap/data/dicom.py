@@ -1,0 +1,220 @@
+"""DICOM radiographs to uint8 grayscale, the way a viewer would display them.
+
+The display pipeline of DICOM PS3.3 C.11 / C.8.11.3, on pydicom's implementation:
+
+1. modality LUT (Rescale Slope/Intercept or a Modality LUT Sequence),
+   :func:`pydicom.pixels.apply_modality_lut`;
+2. VOI LUT Sequence, else Window Center/Width, :func:`pydicom.pixels.apply_voi_lut` (first view);
+3. the output range of that step (the VOI LUT's bit depth, the windowing range, or with no VOI the
+   range of Bits Stored after the modality LUT) scaled linearly to 0..255;
+4. MONOCHROME1 (white = low values) inverted so that bone is bright, as in MONOCHROME2.
+
+Only grayscale images (MONOCHROME1/MONOCHROME2, one sample per pixel, one frame) are accepted. Error
+messages name the file and at most the attribute at fault, never patient data.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from cxrmap.data.io import check_pixel_count
+from cxrmap.errors import DataError
+
+MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
+
+DicomSource = str | os.PathLike | bytes | BinaryIO
+
+
+@dataclass(frozen=True)
+class DicomInfo:
+    """The header facts the readers need: size, photometric interpretation, bits stored."""
+
+    rows: int
+    columns: int
+    photometric: str
+    bits_stored: int
+
+
+def _name_of(source: DicomSource, name: str | None) -> str:
+    if name:
+        return name
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    return "the uploaded DICOM file"
+
+
+def _dcmread(source: DicomSource, name: str, stop_before_pixels: bool):
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    if isinstance(source, (bytes, bytearray)):
+        source = io.BytesIO(source)
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise DataError(f"{path} does not exist or is not a file; check the path")
+    try:
+        return pydicom.dcmread(source, stop_before_pixels=stop_before_pixels)
+    except InvalidDicomError:
+        raise DataError(
+            f"{name} is not a DICOM file (no 'DICM' marker at byte 128); give a DICOM Part 10 file, "
+            "or a PNG/JPEG image"
+        ) from None
+    except (OSError, EOFError, ValueError, KeyError, TypeError, struct.error) as error:
+        raise DataError(
+            f"cannot read the DICOM header of {name} ({type(error).__name__}); the file is damaged or "
+            "truncated, export it again"
+        ) from None
+
+
+def _check_dataset(ds, name: str, max_pixels: int | None) -> DicomInfo:
+    """Refuse anything that is not a single-frame grayscale image within the pixel limit."""
+    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+    if not photometric:
+        raise DataError(
+            f"{name} has no PhotometricInterpretation (0028,0004): it is not an image DICOM "
+            "(a report or a presentation state?); give the radiograph itself"
+        )
+    if photometric not in MONOCHROME:
+        raise DataError(
+            f"{name} has PhotometricInterpretation {photometric[:16]!r}; only grayscale radiographs "
+            "(MONOCHROME1 or MONOCHROME2) can be read. Export the image as grayscale DICOM or PNG"
+        )
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if samples != 1:
+        raise DataError(
+            f"{name} has {samples} samples per pixel; a grayscale radiograph has 1. Export it as grayscale"
+        )
+    rows, columns = ds.get("Rows"), ds.get("Columns")
+    if not rows or not columns:
+        raise DataError(f"{name} lacks Rows/Columns (0028,0010/0011): it holds no image; give the radiograph")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise DataError(
+            f"{name} holds {frames} frames; a chest radiograph has one. "
+            "Export the frame to use as its own file"
+        )
+    check_pixel_count(int(columns), int(rows), name, max_pixels)
+    bits_stored = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 0)
+    if not 1 <= bits_stored <= 32:
+        raise DataError(
+            f"{name} has no valid BitsStored/BitsAllocated (0028,0101/0100); the header is damaged"
+        )
+    return DicomInfo(rows=int(rows), columns=int(columns), photometric=photometric, bits_stored=bits_stored)
+
+
+def check_dicom_header(
+    source: DicomSource, *, name: str | None = None, max_pixels: int | None = None
+) -> DicomInfo:
+    """Read only the header (no pixel data) and check that the file is a grayscale radiograph.
+
+    Cheap enough to run on every upload or every file of a dataset before decoding anything.
+
+    Args:
+        source: a path, the file's bytes, or a binary file object.
+        name: how to call the file in errors (default: its path).
+        max_pixels: pixel limit (default: :func:`cxrmap.data.io.max_pixel_limit`).
+
+    Raises:
+        DataError: not DICOM, damaged, colour/palette (names the PhotometricInterpretation), multi-frame,
+            or larger than the pixel limit.
+    """
+    name = _name_of(source, name)
+    return _check_dataset(_dcmread(source, name, stop_before_pixels=True), name, max_pixels)
+
+
+def _modality_range(ds) -> tuple[float, float]:
+    """Values of the lowest and highest stored value after the modality LUT (pydicom's convention)."""
+    lut = ds.get("ModalityLUTSequence")
+    if lut:
+        return 0.0, float(2 ** int(lut[0].LUTDescriptor[2]) - 1)
+    bits = int(ds.get("BitsStored") or ds.BitsAllocated)
+    if int(ds.get("PixelRepresentation", 0)) == 0:
+        low, high = 0.0, float(2**bits - 1)
+    else:
+        low, high = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+    if "RescaleSlope" in ds and "RescaleIntercept" in ds:
+        slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+        low, high = low * slope + intercept, high * slope + intercept
+    return low, high
+
+
+def _voi_output_range(ds) -> tuple[float, float]:
+    """The range :func:`pydicom.pixels.apply_voi_lut` maps into, for the branch it takes."""
+    sequence = ds.get("VOILUTSequence")
+    if sequence and None not in (sequence[0].get("LUTDescriptor"), sequence[0].get("LUTData")):
+        return 0.0, float(2 ** int(sequence[0].LUTDescriptor[2]) - 1)
+    low, high = _modality_range(ds)
+    if ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
+        return low, high  # windowing maps below-window to `low` even when the slope is negative
+    return min(low, high), max(low, high)
+
+
+def read_dicom(source: DicomSource, *, name: str | None = None, max_pixels: int | None = None) -> np.ndarray:
+    """Decode a grayscale DICOM radiograph to uint8, as displayed (see the module docstring).
+
+    Args:
+        source: a path, the file's bytes, or a binary file object.
+        name: how to call the file in errors (default: its path).
+        max_pixels: pixel limit (default: :func:`cxrmap.data.io.max_pixel_limit`).
+
+    Returns:
+        Array ``(Rows, Columns)`` uint8, bright = dense (bone), whatever the photometric interpretation.
+
+    Raises:
+        DataError: as :func:`check_dicom_header`, plus undecodable or truncated pixel data.
+
+    Example:
+        >>> image = read_dicom("chest.dcm")  # doctest: +SKIP
+        >>> image.dtype, image.ndim
+        (dtype('uint8'), 2)
+    """
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    name = _name_of(source, name)
+    ds = _dcmread(source, name, stop_before_pixels=False)
+    info = _check_dataset(ds, name, max_pixels)
+    if "PixelData" not in ds:
+        raise DataError(f"{name} has no pixel data; give a DICOM that contains the radiograph")
+    try:
+        stored = ds.pixel_array
+    except (NotImplementedError, RuntimeError, ImportError):
+        syntax = ds.file_meta.get("TransferSyntaxUID")
+        syntax_name = getattr(syntax, "name", str(syntax))
+        raise DataError(
+            f"cannot decode the pixel data of {name} (compressed as {syntax_name}); install the pydicom "
+            "decoders (`pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg`) or export it as PNG"
+        ) from None
+    except (ValueError, AttributeError, TypeError, KeyError, struct.error, EOFError, OSError) as error:
+        raise DataError(
+            f"cannot decode the pixel data of {name} ({type(error).__name__}: {str(error)[:120]}); "
+            "the file is truncated or damaged, export it again"
+        ) from None
+    if stored.shape != (info.rows, info.columns):
+        raise DataError(
+            f"{name} decodes to shape {stored.shape}, expected ({info.rows}, {info.columns}); "
+            "the file is damaged, export it again"
+        )
+    try:
+        values = apply_voi_lut(apply_modality_lut(stored, ds), ds, index=0, prefer_lut=True)
+        low, high = _voi_output_range(ds)
+    except (ValueError, NotImplementedError, AttributeError, TypeError, IndexError) as error:
+        raise DataError(
+            f"{name} has an unusable modality or VOI LUT / window ({str(error)[:160]}); "
+            "fix the window attributes or export the image as PNG"
+        ) from None
+    span = high - low
+    if span == 0:
+        raise DataError(f"{name} declares an empty output range (bits stored / LUT); the header is damaged")
+    scaled = (np.asarray(values, dtype=np.float64) - low) * (255.0 / span)
+    image = np.rint(np.clip(scaled, 0.0, 255.0)).astype(np.uint8)
+    if info.photometric == "MONOCHROME1":
+        image = 255 - image
+    return image

@@ -1,0 +1,129 @@
+"""Cross-validation folds (Group-I) and the fixed train/test split (Group-II), paper Sec. III-B.
+
+Group-I: stratified 5-fold cross-validation, 80% training / 20% test per fold (Table II).
+Group-II: ChestX-ray14 comes with its own train/test split, which is kept; the COVID-19 and pediatric
+pneumonia images are split at random at ChestX-ray14's train/test ratio (Table V).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from cxrmap.data.manifest import normalise_manifest
+from cxrmap.errors import DataError
+
+FIXED_SPLITS = ("train", "test")
+
+
+def assign_folds(manifest: pd.DataFrame, k: int = 5, seed: int = 0) -> pd.DataFrame:
+    """Return a copy of ``manifest`` with ``fold`` set to ``"0"`` .. ``"k-1"``, stratified on ``label``.
+
+    Uses scikit-learn's ``StratifiedKFold(k, shuffle=True, random_state=seed)``, so each fold's test part
+    holds about ``1/k`` of every class (paper Sec. III-B, Table II) and the same seed gives the same folds.
+
+    Raises:
+        DataError: ``k`` is below 2, or a class has fewer than ``k`` images.
+
+    Example:
+        >>> folds = assign_folds(manifest, k=5, seed=0)  # doctest: +SKIP
+        >>> train_idx, test_idx = fold_indices(folds, 0)  # doctest: +SKIP
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
+        raise DataError(f"cross-validation needs at least 2 folds, got k={k!r}; the paper uses k=5")
+    frame = normalise_manifest(manifest)
+    counts = frame["label"].value_counts()
+    small = counts[counts < k]
+    if not small.empty:
+        label, count = small.index[0], int(small.iloc[0])
+        raise DataError(
+            f"class {label!r} has {count} image(s); {k}-fold cross-validation needs at least {k} per class. "
+            "Add images of that class or use fewer folds."
+        )
+    folds = np.empty(len(frame), dtype=object)
+    splitter = StratifiedKFold(n_splits=int(k), shuffle=True, random_state=seed)
+    for fold, (_, test) in enumerate(splitter.split(np.zeros(len(frame)), frame["label"].to_numpy())):
+        folds[test] = str(fold)
+    frame["fold"] = folds.astype(str)
+    return frame
+
+
+def _is_chestxray14(frame: pd.DataFrame) -> pd.Series:
+    """Rows whose source, finding or path names ChestX-ray14 (any spelling: CHESTXRAY-14, chestx-ray14...)."""
+    text = frame["source"] + " " + frame["finding"] + " " + frame["image_path"]
+    return text.map(lambda value: "chestxray14" in re.sub(r"[^a-z0-9]", "", value.lower()))
+
+
+def group2_split(manifest: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Return a copy of ``manifest`` with ``split`` set to ``train`` or ``test`` (paper Sec. III-B, Group-II).
+
+    Rows that already have ``split`` ``train`` or ``test`` (ChestX-ray14's fixed split, or any dataset's
+    official one) keep it. Every other row is assigned at random, separately within each (label, finding)
+    stratum, so that each stratum's training share equals that of the ChestX-ray14 rows (of all rows with a
+    fixed split where no ChestX-ray14 row is present). Rows with another split (``val``) keep it.
+
+    Raises:
+        DataError: no row has a fixed train/test split to take the ratio from.
+    """
+    frame = normalise_manifest(manifest)
+    fixed = frame["split"].isin(FIXED_SPLITS)
+    reference = fixed & _is_chestxray14(frame)
+    if not reference.any():
+        reference = fixed
+    if not reference.any():
+        raise DataError(
+            "group2_split keeps ChestX-ray14's fixed train/test split and splits the other images at its "
+            "ratio, but no row has split 'train' or 'test'. Index ChestX-ray14 with its Train/Test folders, "
+            "or use assign_folds for cross-validation."
+        )
+    ratio = float((frame.loc[reference, "split"] == "train").mean())
+    rng = np.random.default_rng(seed)
+    free = frame.index[frame["split"] == ""]
+    strata = frame.loc[free, "label"] + "\x1f" + frame.loc[free, "finding"]
+    split = frame["split"].to_numpy(dtype=object)
+    for stratum in sorted(strata.unique()):
+        rows = free[(strata == stratum).to_numpy()].to_numpy()
+        order = rng.permutation(rows)
+        n_train = int(round(len(rows) * ratio))
+        split[order[:n_train]] = "train"
+        split[order[n_train:]] = "test"
+    frame["split"] = split.astype(str)
+    return frame
+
+
+def fold_indices(manifest: pd.DataFrame, fold: int | str) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions (int64) of the training and test parts of ``fold``.
+
+    The test part is the rows of that fold, the training part the rows of every other fold; rows without
+    a fold belong to neither.
+
+    Raises:
+        DataError: the manifest has no folds, or not this one.
+    """
+    folds = manifest["fold"].astype(str).to_numpy()
+    present = sorted({value for value in folds if value}, key=lambda value: (len(value), value))
+    if not present:
+        raise DataError("the manifest has no folds; assign them first with assign_folds(manifest, k=5)")
+    if str(fold) not in present:
+        raise DataError(f"fold {fold!r} is not in the manifest; it has folds {', '.join(present)}")
+    test = folds == str(fold)
+    return np.flatnonzero((folds != "") & ~test).astype(np.int64), np.flatnonzero(test).astype(np.int64)
+
+
+def split_indices(manifest: pd.DataFrame, split: str = "train") -> np.ndarray:
+    """Row positions (int64) of the rows whose ``split`` is ``split`` (``train``, ``val`` or ``test``).
+
+    Raises:
+        DataError: no row has this split.
+    """
+    splits = manifest["split"].astype(str).to_numpy()
+    chosen = np.flatnonzero(splits == split).astype(np.int64)
+    if not len(chosen):
+        present = sorted({value for value in splits if value})
+        hint = f"it has {', '.join(present)}" if present else "assign one first with group2_split(manifest)"
+        raise DataError(f"no row of the manifest has split {split!r}; {hint}")
+    return chosen
