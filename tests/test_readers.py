@@ -412,3 +412,9 @@ def test_cli_folder_pair_and_argument_errors(tmp_path):
     assert isinstance(result.exception, DataError) and "either a dataset folder ROOT or --images" in str(
         result.exception
     )
+
+
+def test_index_files_on_a_dataset_root_skips_mask_folders(samples_root):
+    listed = index_files(samples_root, recursive=True)
+    assert len(listed.images) == 12
+    assert not any("masks" in part for image in listed.images for part in image.parts)

@@ -1,7 +1,97 @@
-"""Commands of this group are registered by ``register``."""
+"""``cxrmap serve``: the clinical demo page and JSON API on uvicorn."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
 
 import typer
 
+from cxrmap.errors import CheckpointError
+
+MIB = 2**20
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _loopback_names(host: str) -> list[str] | None:
+    """Host header values to accept on a loopback server (so that a web page elsewhere cannot reach it by
+    DNS rebinding); None (any) for other interfaces and for IPv6 literals."""
+    if _is_loopback(host) and ":" not in host:
+        return sorted({"127.0.0.1", "localhost", host})
+    return None
+
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add ``serve`` to ``app``."""
+
+    @app.command("serve")
+    def serve(
+        model: Path | None = typer.Option(
+            None, "--model", help="Checkpoint to serve (default: the newest runs/*/model.pt here)."
+        ),
+        host: str = typer.Option("127.0.0.1", help="Interface to listen on (loopback by default)."),
+        port: int = typer.Option(8000, help="TCP port."),
+        workers: int = typer.Option(1, min=1, help="Threads running predictions (one model, loaded once)."),
+        queue: int = typer.Option(8, min=0, help="Requests that may wait for a worker; beyond: 503."),
+        max_upload_mb: float = typer.Option(50.0, min=0.001, help="Largest upload in MiB."),
+        max_megapixels: float = typer.Option(40.0, min=0.001, help="Largest image in megapixels."),
+        device: str = typer.Option("cpu", help="Where the model runs: cpu, cuda, cuda:1, ..."),
+    ) -> None:
+        """Serve the demo page (drop a chest X-ray, see its infection map) and the JSON API.
+
+        The page is at http://HOST:PORT/, the API at /api/v1/predict and /api/v1/model.
+        Research use only.
+        """
+        import uvicorn
+
+        from cxrmap.predict import latest_model
+        from cxrmap.web.app import create_app
+
+        if model is None:
+            model = latest_model(Path.cwd())
+            typer.secho(f"no --model given: serving the most recent run's model, {model}",
+                        fg=typer.colors.CYAN)
+        elif not model.is_file():
+            raise CheckpointError(
+                f"--model {model} does not exist; give a checkpoint file (e.g. runs/NAME/model.pt)"
+            )
+        application = create_app(
+            model,
+            max_upload_bytes=int(max_upload_mb * MIB),
+            max_pixels=int(max_megapixels * 1e6),
+            workers=workers,
+            max_queue=queue,
+            device=device,
+            allowed_hosts=_loopback_names(host),
+        )
+        card = application.state.service.card
+        typer.echo(f"model {card['arch']} + {card['encoder']} ({card['model_id']}), "
+                   f"trained on: {card['trained_on']}")
+        if card["trained_on_phantoms"]:
+            typer.secho("warning: this model was trained on synthetic phantoms, not on patient images",
+                        fg=typer.colors.YELLOW)
+        if not _is_loopback(host):
+            typer.secho(
+                f"warning: listening on {host}, reachable from the network; serve it behind an HTTPS reverse "
+                "proxy with access control",
+                fg=typer.colors.YELLOW,
+            )
+        shown = f"[{host}]" if ":" in host else host
+        typer.echo(f"open http://{shown}:{port}/  (Ctrl+C to stop). Research use only.")
+        uvicorn.run(
+            application,
+            host=host,
+            port=port,
+            log_level="info",
+            server_header=False,
+            limit_concurrency=max(64, 4 * (workers + queue)),
+            timeout_keep_alive=5,
+        )

@@ -133,6 +133,10 @@ def _subdirs(folder: Path) -> dict[str, Path]:
     return {_key(p.name): p for p in sorted(found)}
 
 
+MASK_FOLDER_NAMES = frozenset({"ground-truths", "infection masks", "lung masks", "lung-masks", "masks"})
+"""Folders of masks, not radiographs: a recursive listing of a dataset root does not descend into them."""
+
+
 def _list_images(folder: Path, recursive: bool = False) -> tuple[list[Path], list[tuple[str, str]]]:
     """Image files in ``folder`` (sorted), and the image-like files that cannot be read, with a reason.
 
@@ -142,7 +146,7 @@ def _list_images(folder: Path, recursive: bool = False) -> tuple[list[Path], lis
     files: list[Path] = []
     if recursive:
         for top, dirs, names in os.walk(folder):
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            dirs[:] = [d for d in dirs if not d.startswith(".") and d.lower() not in MASK_FOLDER_NAMES]
             files += [Path(top) / n for n in names]
     else:
         try:
