@@ -1,0 +1,26 @@
+"""Networks of the paper: segmentation models (U-Net, UNet++, DLA), classifiers, weights, sizes.
+
+Public names: :func:`create_model`, :func:`create_classifier`, :data:`ARCHS`, :data:`ENCODERS`,
+:func:`input_multiple`, :func:`count_parameters`.
+"""
+
+from cxrmap.models.classifier import Classifier, create_classifier
+from cxrmap.models.encoders import ENCODERS
+from cxrmap.models.input import input_multiple, min_input_size
+from cxrmap.models.params import count_parameters
+from cxrmap.models.segmentation import ARCHS, SegmentationModel, create_model
+from cxrmap.models.weights import WEIGHTS, WeightsSpec
+
+__all__ = [
+    "ARCHS",
+    "ENCODERS",
+    "WEIGHTS",
+    "Classifier",
+    "SegmentationModel",
+    "WeightsSpec",
+    "count_parameters",
+    "create_classifier",
+    "create_model",
+    "input_multiple",
+    "min_input_size",
+]
