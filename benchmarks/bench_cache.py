@@ -51,8 +51,12 @@ def rate(read, order: np.ndarray) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=default_cache_dir() / "bench-phantom",
-                        help="phantom folder (generated when absent)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=default_cache_dir() / "bench-phantom",
+        help="phantom folder (generated when absent)",
+    )
     parser.add_argument("--n-covid", type=int, default=100)
     parser.add_argument("--n-control", type=int, default=200)
     parser.add_argument("--reads", type=int, default=1000, help="random reads from the cache")
@@ -64,8 +68,10 @@ def main() -> int:
     manifest = index_dataset(args.out, progress=False).manifest
     start = time.perf_counter()
     cache = build_cache(manifest, SIZE)
-    print(f"cache: {len(cache)} images at {SIZE}px in {cache.path} ({time.perf_counter() - start:.1f} s to "
-          f"build or open), {len(cache.skipped)} skipped")
+    print(
+        f"cache: {len(cache)} images at {SIZE}px in {cache.path} ({time.perf_counter() - start:.1f} s to "
+        f"build or open), {len(cache.skipped)} skipped"
+    )
 
     rng = np.random.default_rng(0)
     dataset = SegmentationDataset(cache, np.arange(len(cache)))

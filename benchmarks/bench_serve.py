@@ -47,9 +47,18 @@ def write_checkpoint(path: Path, size: int) -> Path:
     torch.manual_seed(0)
     model = create_model("unet", "densenet121", weights=None, classes=2)
     meta = {
-        "model": model.config, "channels": ["infection", "lung"], "input_size": size, "threshold": 0.5,
-        "trained_on": "nothing: random weights (benchmark)", "data_kind": "phantom", "manifest_hash": "",
-        "preset": "quick", "config": {}, "metrics": {}, "cxrmap_version": "bench", "created": "",
+        "model": model.config,
+        "channels": ["infection", "lung"],
+        "input_size": size,
+        "threshold": 0.5,
+        "trained_on": "nothing: random weights (benchmark)",
+        "data_kind": "phantom",
+        "manifest_hash": "",
+        "preset": "quick",
+        "config": {},
+        "metrics": {},
+        "cxrmap_version": "bench",
+        "created": "",
     }
     return save_checkpoint(path, {"meta": meta, "model": model.state_dict()})
 
@@ -149,8 +158,10 @@ def main() -> int:
         root = generate(tmp / "phantom", n_covid=1, n_control=0, size=args.image_size, seed=0, progress=False)
         image_path = next((root / "QaTa-COV19-v1" / "Images").glob("*.png"))
         data, image = image_path.read_bytes(), read_image(image_path)
-        print(f"model: U-Net + DenseNet-121, RANDOM weights, input {size}px (quick preset); "
-              f"image {image.shape[1]}x{image.shape[0]} PNG, {len(data):,} bytes")
+        print(
+            f"model: U-Net + DenseNet-121, RANDOM weights, input {size}px (quick preset); "
+            f"image {image.shape[1]}x{image.shape[0]} PNG, {len(data):,} bytes"
+        )
 
         bare = bare_forward(Predictor.from_checkpoint(checkpoint), image, args.sequential)
         app = create_app(checkpoint, workers=args.workers, max_queue=args.queue)
@@ -166,12 +177,16 @@ def main() -> int:
     throughput = len(load["ok"]) / load["elapsed"]
     errors = sum(load["errors"].values())
     kinds = f" {load['errors']}" if errors else ""
-    print(f"API, {args.clients} clients x {args.seconds:g} s, {args.workers} worker(s): "
-          f"{throughput:.2f} req/s, {len(load['ok'])} ok, {errors} errors{kinds}, "
-          f"latency p50 {1000 * percentile(load['ok'], 50):.0f} ms "
-          f"p95 {1000 * percentile(load['ok'], 95):.0f} ms")
-    print(f"/healthz under load: p50 {1000 * percentile(load['health'], 50):.1f} ms, "
-          f"max {1000 * max(load['health'], default=float('nan')):.1f} ms (n={len(load['health'])})")
+    print(
+        f"API, {args.clients} clients x {args.seconds:g} s, {args.workers} worker(s): "
+        f"{throughput:.2f} req/s, {len(load['ok'])} ok, {errors} errors{kinds}, "
+        f"latency p50 {1000 * percentile(load['ok'], 50):.0f} ms "
+        f"p95 {1000 * percentile(load['ok'], 95):.0f} ms"
+    )
+    print(
+        f"/healthz under load: p50 {1000 * percentile(load['health'], 50):.1f} ms, "
+        f"max {1000 * max(load['health'], default=float('nan')):.1f} ms (n={len(load['health'])})"
+    )
     print(f"server overhead ratio (API p50 / bare p50): {p50 / bare_p50:.2f}x")
     return 0 if errors == 0 else 1
 

@@ -17,11 +17,9 @@ from cxrmap.data.manifest import COLUMNS, read_manifest
 from cxrmap.data.readers import (
     LAYOUTS,
     find_layouts,
-    index_covid_qu_ex,
     index_dataset,
     index_files,
     index_folder_pair,
-    index_qata_v1,
 )
 from cxrmap.errors import DataError
 from test_io import png_declaring, write_dicom
@@ -152,7 +150,7 @@ def test_qata_root_with_every_sub_layout(qata):
 
 
 def test_each_layout_alone_and_from_its_own_folder(qata, monkeypatch):
-    only_v1 = index_qata_v1(qata, progress=False).manifest
+    only_v1 = index_dataset(qata, layout="qata-cov19-v1", progress=False).manifest
     assert set(only_v1["source"]) == {"qata-cov19-v1"} and len(only_v1) == 2
     monkeypatch.chdir(qata / "Control_Group")
     from_group1 = index_dataset("Control_Group_I", progress=False).manifest
@@ -161,7 +159,9 @@ def test_each_layout_alone_and_from_its_own_folder(qata, monkeypatch):
     assert from_group1.loc[from_group1["image_path"].str.endswith("normal_1.png"), "lung_mask_path"].item()
     assert set(from_group1["source"]) == {"control-group-I", "hospital-b"}
     with pytest.raises(DataError, match="(?s)no known dataset layout.*covid-qu-ex"):
-        index_covid_qu_ex(qata, progress=False)
+        index_dataset(qata, layout="covid-qu-ex", progress=False)
+    with pytest.raises(DataError, match="unknown layout"):
+        index_dataset(qata, layout="qata-v9", progress=False)
 
 
 @pytest.mark.parametrize("nested", [True, False])

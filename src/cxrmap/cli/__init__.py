@@ -13,7 +13,7 @@ import typer
 
 from cxrmap.errors import CxrmapError
 
-COMMAND_MODULES = ("phantom", "index", "models", "training", "pipeline", "predict", "serve")
+COMMAND_MODULES = ("phantom", "index", "models", "training", "pipeline", "predict", "serve", "annotate")
 
 app = typer.Typer(
     name="cxrmap",

@@ -1,7 +1,276 @@
-"""Commands of this group are registered by ``register``."""
+"""``cxrmap train``, ``cxrmap evaluate``, ``cxrmap cv``: training, evaluation and cross-validation.
+
+``cxrmap train`` runs in one process or under ``torchrun`` (``torchrun --nproc_per_node 4 -m cxrmap.cli
+train ...``): every process trains its share, only rank 0 writes and evaluates.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import typer
 
+from cxrmap.errors import DataError
+
+
+def _indices(manifest, fold: int | None, split: str | None, folds: int, seed: int):
+    """``(manifest, train rows, test rows)``: a fold's parts, a split's, or (neither given) everything."""
+    import numpy as np
+
+    from cxrmap.data.splits import assign_folds, fold_indices, split_indices
+
+    if fold is not None and split is not None:
+        raise DataError("give --fold K or --split NAME, not both")
+    if fold is not None:
+        if not (manifest["fold"].astype(str) != "").all():
+            manifest = assign_folds(manifest, k=folds, seed=seed)
+        train_idx, test_idx = fold_indices(manifest, fold)
+        return manifest, train_idx, test_idx
+    if split is not None:
+        test_idx = split_indices(manifest, split)
+        rest = np.setdiff1d(np.arange(len(manifest)), test_idx)
+        return manifest, rest, test_idx
+    return manifest, np.arange(len(manifest)), np.zeros(0, np.int64)
+
+
+def _print_tables(paths: dict, console) -> None:
+    for role in ("segmentation", "detection", "confusion"):
+        console.print(Path(paths[role]).read_text())
+
+
+def run_train(
+    manifest_path: Path,
+    out: Path,
+    *,
+    arch: str,
+    encoder: str,
+    weights: str | None,
+    freeze_encoder: bool,
+    preset: str,
+    fold: int | None,
+    split: str | None,
+    epochs: int | None,
+    batch_size: int | None,
+    size: int | None,
+    lr: float | None,
+    amp: str | None,
+    workers: int | None,
+    device: str | None,
+    resume: bool,
+    progress: bool,
+):
+    """Train one model (see ``cxrmap train --help``); evaluate it on the held-out rows when there are some.
+
+    Returns:
+        The :class:`~cxrmap.train.loop.TrainResult`.
+    """
+    import dataclasses
+
+    from rich.console import Console
+
+    from cxrmap.data.cache import build_cache
+    from cxrmap.data.manifest import read_manifest
+    from cxrmap.evaluate import evaluate_model, write_results
+    from cxrmap.train import get_preset, train
+    from cxrmap.train.checkpoint import load_model, update_meta
+    from cxrmap.train.distributed import resolve_device
+
+    config = get_preset(
+        preset,
+        arch=arch,
+        encoder=encoder,
+        epochs=epochs,
+        batch_size=batch_size,
+        size=size,
+        lr=lr,
+        amp=amp,
+        workers=workers,
+        freeze_encoder=freeze_encoder,
+    )
+    config = dataclasses.replace(config, weights=weights)
+    main = int(os.environ.get("RANK", "0")) == 0
+    cache = build_cache(read_manifest(manifest_path), config.size, progress=progress and main)
+    _, train_idx, test_idx = _indices(cache.manifest, fold, split, config.folds, config.seed)
+    console = Console()
+    result = train(config, cache, train_idx, None, out, resume=resume, progress=progress, device=device)
+    if not main:
+        return result
+    console.print(
+        f"[green]trained[/green] {result.model_path} ({len(result.history)} epochs, {result.seconds:.0f} s)"
+    )
+    if len(test_idx):
+        model, meta = load_model(result.model_path, device=resolve_device(device))
+        evaluation = evaluate_model(
+            model,
+            cache,
+            test_idx,
+            threshold=config.threshold,
+            device=resolve_device(device),
+            amp=config.amp,
+            progress=progress,
+        )
+        update_meta(result.model_path, metrics=evaluation.metrics())
+        paths = write_results(out / "evaluation", {f"{arch}-{encoder}": (meta["model"], [evaluation])})
+        _print_tables(paths, console)
+    return result
+
+
+def run_evaluate(
+    model_path: Path,
+    manifest_path: Path,
+    out: Path,
+    *,
+    fold: int | None,
+    split: str | None,
+    batch_size: int,
+    device: str | None,
+    progress: bool,
+):
+    """Evaluate a checkpoint (see ``cxrmap evaluate --help``).
+
+    Returns:
+        The :class:`~cxrmap.evaluate.Evaluation`.
+    """
+    import numpy as np
+    from rich.console import Console
+
+    from cxrmap.data.cache import build_cache
+    from cxrmap.data.manifest import read_manifest
+    from cxrmap.evaluate import evaluate_model, write_results
+    from cxrmap.evaluate.cv import scores_frame
+    from cxrmap.fileio import write_text_atomic
+    from cxrmap.train.checkpoint import load_model
+    from cxrmap.train.distributed import resolve_device
+
+    model, meta = load_model(model_path, device=resolve_device(device))
+    config = meta.get("config", {})
+    cache = build_cache(read_manifest(manifest_path), int(meta["input_size"]), progress=progress)
+    if fold is None and split is None:
+        test_idx = np.arange(len(cache))
+    else:
+        folds, seed = int(config.get("folds", 5)), int(config.get("seed", 0))
+        _, _, test_idx = _indices(cache.manifest, fold, split, folds, seed)
+    evaluation = evaluate_model(
+        model,
+        cache,
+        test_idx,
+        threshold=float(meta.get("threshold", 0.5)),
+        batch_size=batch_size,
+        device=resolve_device(device),
+        progress=progress,
+    )
+    name = f"{meta['model']['arch']}-{meta['model']['encoder']}"
+    paths = write_results(out, {name: (meta["model"], [evaluation])})
+    write_text_atomic(
+        out / "scores.csv", scores_frame(evaluation, cache.manifest, model=name).to_csv(index=False)
+    )
+    _print_tables(paths, Console())
+    return evaluation
+
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add ``cxrmap train``, ``cxrmap evaluate`` and ``cxrmap cv`` to ``app``."""
+
+    @app.command("train")
+    def train_command(
+        manifest: Path = typer.Option(..., "--manifest", help="Manifest CSV (`cxrmap index`)."),
+        out: Path = typer.Option(..., "--out", help="Output folder: last.pt, model.pt, history.csv, logs."),
+        arch: str = typer.Option("unet", help="unet, unetplusplus or dla."),
+        encoder: str = typer.Option("densenet121", help="densenet121, chexnet, inception_v3, resnet50..."),
+        weights: str = typer.Option(None, help="Initial encoder weights: imagenet, chexnet or a file."),
+        freeze_encoder: bool = typer.Option(
+            False, "--freeze-encoder", help="Keep the encoder's weights fixed."
+        ),
+        preset: str = typer.Option("quick", help="quick (CPU, phantom, minutes) or paper (Sec. III-A)."),
+        fold: int = typer.Option(None, help="Hold out this fold (trained on the others, evaluated on it)."),
+        split: str = typer.Option(None, help="Hold out the rows of this split (e.g. test)."),
+        epochs: int = typer.Option(None, help="Override the preset's number of epochs."),
+        batch_size: int = typer.Option(None, help="Override the preset's batch size (over all processes)."),
+        size: int = typer.Option(None, help="Override the preset's image size (a multiple of 32)."),
+        lr: float = typer.Option(None, help="Override the preset's learning rate."),
+        amp: str = typer.Option(None, help="Mixed precision: auto, bf16, fp16 (GPU) or off."),
+        workers: int = typer.Option(None, help="DataLoader worker processes."),
+        device: str = typer.Option(None, help="cpu, cuda, cuda:1... (default: a GPU if there is one)."),
+        resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt where it stopped."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    ) -> None:
+        """Train a segmentation network (one process, or many under torchrun)."""
+        run_train(
+            manifest,
+            out,
+            arch=arch,
+            encoder=encoder,
+            weights=weights,
+            freeze_encoder=freeze_encoder,
+            preset=preset,
+            fold=fold,
+            split=split,
+            epochs=epochs,
+            batch_size=batch_size,
+            size=size,
+            lr=lr,
+            amp=amp,
+            workers=workers,
+            device=device,
+            resume=resume,
+            progress=not quiet,
+        )
+
+    @app.command("evaluate")
+    def evaluate_command(
+        model: Path = typer.Option(..., "--model", help="Checkpoint (model.pt) to evaluate."),
+        manifest: Path = typer.Option(..., "--manifest", help="Manifest CSV."),
+        out: Path = typer.Option(..., "--out", help="Output folder for tables, curves and scores."),
+        fold: int = typer.Option(None, help="Evaluate on this fold's rows."),
+        split: str = typer.Option(None, help="Evaluate on this split's rows (e.g. test)."),
+        batch_size: int = typer.Option(16, help="Images per forward pass."),
+        device: str = typer.Option(None, help="cpu, cuda... (default: a GPU if there is one)."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    ) -> None:
+        """Evaluate a trained model: pixel segmentation and image detection metrics (Tables I, III, IV)."""
+        run_evaluate(
+            model,
+            manifest,
+            out,
+            fold=fold,
+            split=split,
+            batch_size=batch_size,
+            device=device,
+            progress=not quiet,
+        )
+
+    @app.command("cv")
+    def cv_command(
+        manifest: Path = typer.Option(..., "--manifest", help="Manifest CSV."),
+        out: Path = typer.Option(..., "--out", help="Output folder (one sub-folder per model and fold)."),
+        archs: str = typer.Option("unet", help="Comma-separated architectures."),
+        encoders: str = typer.Option("densenet121", help="Comma-separated encoders."),
+        frozen: str = typer.Option("no", help="Encoder frozen: no, yes or both."),
+        weights: str = typer.Option(None, help="Initial encoder weights: imagenet, chexnet or a file."),
+        folds: int = typer.Option(None, help="Number of folds (default: the preset's)."),
+        preset: str = typer.Option("quick", help="quick or paper."),
+        epochs: int = typer.Option(None, help="Override the preset's number of epochs."),
+        batch_size: int = typer.Option(None, help="Override the preset's batch size."),
+        size: int = typer.Option(None, help="Override the preset's image size."),
+        lr: float = typer.Option(None, help="Override the preset's learning rate."),
+        device: str = typer.Option(None, help="cpu, cuda... (default: a GPU if there is one)."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    ) -> None:
+        """Cross-validate models over k folds; finished folds are skipped, cut-off ones resumed."""
+        from rich.console import Console
+
+        from cxrmap.evaluate.cv import model_specs, run_cv
+        from cxrmap.train import get_preset
+
+        config = get_preset(preset, epochs=epochs, batch_size=batch_size, size=size, lr=lr)
+        result = run_cv(
+            manifest,
+            model_specs(archs, encoders, frozen, weights),
+            config,
+            out,
+            folds,
+            progress=not quiet,
+            device=device,
+        )
+        _print_tables(result.files, Console())

@@ -101,7 +101,7 @@ def write_manifest(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 
 def manifest_hash(frame: pd.DataFrame) -> str:
-    """SHA-256 (hex, 16 chars) of the manifest's rows: the identity of a dataset for caches and checkpoints."""
+    """SHA-256 (hex, 16 chars) of the manifest's rows: the identity of a data set for caches, checkpoints."""
     digest = hashlib.sha256()
     for row in normalise_manifest(frame)[list(COLUMNS)].itertuples(index=False):
         digest.update("\x1f".join(row).encode())

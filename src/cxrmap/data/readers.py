@@ -137,7 +137,7 @@ MASK_FOLDER_NAMES = frozenset({"ground-truths", "infection masks", "lung masks",
 """Folders of masks, not radiographs: a recursive listing of a dataset root does not descend into them."""
 
 
-def _list_images(folder: Path, recursive: bool = False) -> tuple[list[Path], list[tuple[str, str]]]:
+def list_images(folder: Path, recursive: bool = False) -> tuple[list[Path], list[tuple[str, str]]]:
     """Image files in ``folder`` (sorted), and the image-like files that cannot be read, with a reason.
 
     PNG/JPEG/DICOM are recognised by their ending, DICOM also by content (files without an ending or
@@ -168,7 +168,7 @@ def _list_images(folder: Path, recursive: bool = False) -> tuple[list[Path], lis
     return images, skipped
 
 
-def _pair(
+def pair_masks(
     images: list[Path], mask_dir: Path | None, prefixes: tuple[str, ...], what: str
 ) -> tuple[dict[Path, Path], list[tuple[str, str]], list[str]]:
     """Match each image with ``<prefix><name>`` (or ``<prefix><stem>.png``) in ``mask_dir``.
@@ -178,7 +178,7 @@ def _pair(
     """
     if mask_dir is None or not mask_dir.is_dir():
         return {}, [], []
-    masks, skipped = _list_images(mask_dir)
+    masks, skipped = list_images(mask_dir)
     by_name = {m.name: m for m in masks}
     pairs: dict[Path, Path] = {}
     for image in images:
@@ -210,7 +210,8 @@ def _absolute(path: str | os.PathLike) -> Path:
     return Path(os.path.abspath(Path(path).expanduser()))
 
 
-def _child(folder: Path, name: str) -> Path | None:
+def child_folder(folder: Path, name: str) -> Path | None:
+    """The sub-folder of ``folder`` called ``name`` (case and spacing ignored), or None."""
     return _subdirs(folder).get(_key(name))
 
 
@@ -220,9 +221,9 @@ def _child(folder: Path, name: str) -> Path | None:
 def _collect_qata_set(folder: Path, dataset: str, split: str) -> _Collected:
     """One {Images, Ground-truths} folder of QaTa-COV19: every image is COVID-19 and needs its mask."""
     out = _Collected(layouts=[(dataset, str(folder))])
-    image_dir, mask_dir = _child(folder, "Images"), _child(folder, "Ground-truths")
-    images, out.skipped = _list_images(image_dir)
-    pairs, skipped, out.warnings = _pair(images, mask_dir, ("mask_", ""), "mask")
+    image_dir, mask_dir = child_folder(folder, "Images"), child_folder(folder, "Ground-truths")
+    images, out.skipped = list_images(image_dir)
+    pairs, skipped, out.warnings = pair_masks(images, mask_dir, ("mask_", ""), "mask")
     out.skipped += skipped
     for image in images:
         if image not in pairs:
@@ -237,7 +238,7 @@ def _collect_qata_set(folder: Path, dataset: str, split: str) -> _Collected:
 def _control_entries(
     folder: Path, group: str, source: str, dataset: str, finding: str, recursive: bool = True
 ) -> _Collected:
-    images, skipped = _list_images(folder, recursive=recursive)
+    images, skipped = list_images(folder, recursive=recursive)
     entries = [_Entry(image, "control", group, source, dataset, "", finding) for image in images]
     return _Collected(entries=entries, skipped=skipped)
 
@@ -317,14 +318,17 @@ def _collect_covid_qu_ex(folder: Path) -> _Collected:
                 )
                 continue
             label, group, finding = _QU_EX_CLASSES[class_key]
-            image_dir = _child(class_dir, "images")
+            image_dir = child_folder(class_dir, "images")
             if image_dir is None:
                 out.warnings.append(f"ignored {class_dir}: it has no 'images' folder")
                 continue
-            infection_dir, lung_dir = _child(class_dir, "infection masks"), _child(class_dir, "lung masks")
-            images, skipped = _list_images(image_dir)
-            masks, mask_skipped, mask_warnings = _pair(images, infection_dir, ("", "mask_"), "infection mask")
-            lungs, lung_skipped, lung_warnings = _pair(images, lung_dir, ("", "mask_"), "lung mask")
+            infection_dir = child_folder(class_dir, "infection masks")
+            lung_dir = child_folder(class_dir, "lung masks")
+            images, skipped = list_images(image_dir)
+            masks, mask_skipped, mask_warnings = pair_masks(
+                images, infection_dir, ("", "mask_"), "infection mask"
+            )
+            lungs, lung_skipped, lung_warnings = pair_masks(images, lung_dir, ("", "mask_"), "lung mask")
             out.skipped += skipped + mask_skipped + lung_skipped
             out.warnings += mask_warnings + lung_warnings
             for image in images:
@@ -589,12 +593,18 @@ def _index_layouts(
 
 
 def index_dataset(
-    root: str | os.PathLike, *, progress: bool = True, check_masks: bool = True, max_pixels: int | None = None
+    root: str | os.PathLike,
+    *,
+    layout: str | None = None,
+    progress: bool = True,
+    check_masks: bool = True,
+    max_pixels: int | None = None,
 ) -> IndexResult:
     """Index every known layout found under ``root`` into one manifest (paper Sec. II-A).
 
     Args:
         root: a dataset folder (``root`` itself or any folder below it may hold the layouts).
+        layout: index only this layout (a key of :data:`LAYOUTS`, e.g. ``qata-cov19-v1``); None: all found.
         progress: show a progress bar while checking files.
         check_masks: decode each mask (size, binary values, empty or not); False checks headers only.
         max_pixels: pixel limit per image (default :func:`cxrmap.data.io.max_pixel_limit`).
@@ -609,62 +619,9 @@ def index_dataset(
         >>> result = index_dataset("QaTa-COV19")  # doctest: +SKIP
         >>> result.manifest.label.value_counts()  # doctest: +SKIP
     """
-    return _index_layouts(root, None, progress, check_masks, max_pixels)
-
-
-def index_qata_v1(
-    folder: str | os.PathLike,
-    *,
-    progress: bool = True,
-    check_masks: bool = True,
-    max_pixels: int | None = None,
-) -> IndexResult:
-    """Index QaTa-COV19 v1 (``{Images, Ground-truths}``) under ``folder``; options as in index_dataset."""
-    return _index_layouts(folder, "qata-cov19-v1", progress, check_masks, max_pixels)
-
-
-def index_qata_v2(
-    folder: str | os.PathLike,
-    *,
-    progress: bool = True,
-    check_masks: bool = True,
-    max_pixels: int | None = None,
-) -> IndexResult:
-    """Index QaTa-COV19 v2 (``{Train Set, Test Set}/{Images, Ground-truths}``, split from the set)."""
-    return _index_layouts(folder, "qata-cov19-v2", progress, check_masks, max_pixels)
-
-
-def index_control_group_i(
-    folder: str | os.PathLike,
-    *,
-    progress: bool = True,
-    check_masks: bool = True,
-    max_pixels: int | None = None,
-) -> IndexResult:
-    """Index ``Control_Group_I`` (normal CXRs: label control, group I, finding normal)."""
-    return _index_layouts(folder, "control-group-I", progress, check_masks, max_pixels)
-
-
-def index_control_group_ii(
-    folder: str | os.PathLike,
-    *,
-    progress: bool = True,
-    check_masks: bool = True,
-    max_pixels: int | None = None,
-) -> IndexResult:
-    """Index ``Control_Group_II`` (ChestX-ray14 with its Train/Test split, pediatric pneumonia; group II)."""
-    return _index_layouts(folder, "control-group-II", progress, check_masks, max_pixels)
-
-
-def index_covid_qu_ex(
-    folder: str | os.PathLike,
-    *,
-    progress: bool = True,
-    check_masks: bool = True,
-    max_pixels: int | None = None,
-) -> IndexResult:
-    """Index COVID-QU-Ex infection data (COVID-19 -> covid, Normal -> group I, Non-COVID -> group II)."""
-    return _index_layouts(folder, "covid-qu-ex", progress, check_masks, max_pixels)
+    if layout is not None and layout not in LAYOUTS:
+        raise DataError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    return _index_layouts(root, layout, progress, check_masks, max_pixels)
 
 
 def index_folder_pair(
@@ -710,9 +667,9 @@ def index_folder_pair(
     image_dir = _absolute(images)
     mask_dir = _absolute(masks) if masks is not None else None
     out = _Collected(layouts=[("folder", str(image_dir))])
-    files, out.skipped = _list_images(image_dir)
-    pairs, skipped, out.warnings = _pair(files, mask_dir, ("mask_", ""), "mask")
-    lungs, lung_skipped, lung_warnings = _pair(
+    files, out.skipped = list_images(image_dir)
+    pairs, skipped, out.warnings = pair_masks(files, mask_dir, ("mask_", ""), "mask")
+    lungs, lung_skipped, lung_warnings = pair_masks(
         files, _absolute(lung_masks) if lung_masks else None, ("", "mask_"), "lung mask"
     )
     out.skipped += skipped + lung_skipped
@@ -756,7 +713,7 @@ def index_files(
     for given in paths:
         path = Path(given).expanduser()
         if path.is_dir():
-            candidates, not_images = _list_images(path, recursive=recursive)
+            candidates, not_images = list_images(path, recursive=recursive)
             skipped += not_images
             if not candidates and not not_images:
                 skipped.append((str(path), "no PNG, JPEG or DICOM images in this folder"))

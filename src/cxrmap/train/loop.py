@@ -1,0 +1,488 @@
+"""The training loop: one code path for a CPU, one GPU, or many GPUs/machines under ``torchrun``.
+
+Paper Sec. II-C and III-A: an encoder-decoder network trained with the hybrid focal + dice loss (Eq. 5-7)
+by Adam, on COVID-19 images augmented up to the number of controls (Sec. III-B). Every epoch ends with an
+atomic ``last.pt`` holding everything needed to resume exactly (weights, optimiser, gradient scaler,
+scheduler, epoch, RNG states of torch/numpy/python, the data plan position, history); ``best.pt`` keeps the
+epoch with the best validation pixel F1 when a validation set is given, and ``model.pt`` the final weights
+with their metadata (CONTRACTS.md).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from cxrmap.data.manifest import manifest_hash
+from cxrmap.errors import CheckpointError, DataError, ModelError
+from cxrmap.train import distributed
+from cxrmap.train.checkpoint import check_same_model, load_checkpoint, restore_weights, save_checkpoint
+from cxrmap.train.presets import TrainConfig
+
+LAST, BEST, FINAL = "last.pt", "best.pt", "model.pt"
+RESUME_KEYS = ("size", "batch_size", "balance", "augment", "seed", "schedule")
+"""Settings a resumed run must share with the run it continues (the number of epochs may grow)."""
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        out_dir: the run's folder.
+        model_path: ``model.pt``, the final weights and metadata.
+        last_path: ``last.pt``, the resumable state.
+        best_path: ``best.pt`` (best validation F1), ``None`` without a validation set.
+        history: one dict per epoch (``epoch``, ``train_loss``, ``lr``, ``seconds``, ``val_*``).
+        seconds: wall time of this call.
+        meta: the metadata stored in ``model.pt``.
+    """
+
+    out_dir: Path
+    model_path: Path
+    last_path: Path
+    best_path: Path | None
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    meta: dict = field(default_factory=dict)
+
+
+def check_size(size: int, encoder: str) -> None:
+    """Raise unless ``size`` is a multiple of the encoder's total stride.
+
+    Raises:
+        ModelError: naming the nearest valid sizes.
+    """
+    from cxrmap.models import input_multiple
+
+    multiple = input_multiple(encoder)
+    if size % multiple:
+        low = size // multiple * multiple
+        options = [str(s) for s in (low, low + multiple) if s > 0]
+        raise ModelError(
+            f"image size {size} cannot go through encoder {encoder!r}, whose inputs must be multiples of "
+            f"{multiple}; use {' or '.join(options)}"
+        )
+
+
+def training_rows(cache, train_idx) -> np.ndarray:
+    """The training rows, less the COVID-19 rows whose infection mask is unknown (with a warning).
+
+    Raises:
+        DataError: no training row, or no COVID-19 training row has a mask (saying how many, first few).
+    """
+    rows = np.asarray(train_idx, np.int64).reshape(-1)
+    if not len(rows):
+        raise DataError("no training images: the training index is empty (check the manifest's folds/splits)")
+    covid = cache.manifest["label"].to_numpy()[rows] == "covid"
+    missing = covid & ~np.asarray(cache.has_mask)[rows]
+    if missing.any():
+        paths = cache.manifest["image_path"].to_numpy()[rows[missing]]
+        listed = ", ".join(map(str, paths[:3])) + (", ..." if len(paths) > 3 else "")
+        text = f"{len(paths)} of the {int(covid.sum())} COVID-19 training images have no infection mask"
+        text += f" ({listed})"
+        if missing.sum() == covid.sum():
+            raise DataError(
+                f"{text}: a segmentation network learns from infection masks. Give each COVID-19 image's "
+                "mask in the manifest's mask_path column (QaTa-COV19: Ground-truths/mask_NAME.png)."
+            )
+        warnings.warn(f"{text}; they are left out of training", stacklevel=3)
+    return rows[~missing]
+
+
+def data_description(cache, rows: np.ndarray) -> tuple[str, str]:
+    """``(data_kind, trained_on)``: ``phantom`` or ``real``, and a human description of the rows."""
+    frame = cache.manifest.iloc[rows]
+    sources = frame["source"].astype(str)
+    kind = "phantom" if len(sources) and sources.str.startswith("phantom").all() else "real"
+    n_covid = int((frame["label"] == "covid").sum())
+    text = (
+        f"{kind}: {len(frame)} images ({n_covid} COVID-19, {len(frame) - n_covid} control), "
+        f"manifest {manifest_hash(cache.manifest)}"
+    )
+    return kind, text
+
+
+def rng_state() -> dict:
+    """The RNG states of torch (and CUDA when in use), numpy and python, as checkpoint-safe values."""
+    import torch
+
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
+        "python": [version, list(internal), gauss],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore the RNG states saved by :func:`rng_state`."""
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state(
+        (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"])
+    )
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def segmentation_loss(criterion, logits, target, has_lung):
+    """The hybrid loss over the infection channel and, for the images with a lung mask, the lung channel.
+
+    Shape:
+        logits, target: N x C x H x W (C = 1: infection; 2: infection, lung); has_lung: N bool.
+    """
+    import torch
+
+    valid = torch.stack([torch.ones_like(has_lung), has_lung], dim=1)[:, : logits.shape[1]]
+    return criterion(logits, target, valid=valid)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class _Run:
+    """The state of one training run in one process: model, optimiser, data, history."""
+
+    def __init__(self, config: TrainConfig, cache, train_idx, val_idx, context: distributed.Context) -> None:
+        import torch
+
+        from cxrmap import __version__
+        from cxrmap.data.dataset import SegmentationDataset
+        from cxrmap.inference import resolve_amp
+        from cxrmap.losses import HybridLoss
+        from cxrmap.models import create_model
+
+        if cache.size != config.size:
+            raise ModelError(
+                f"the configuration's image size is {config.size} but the cache holds "
+                f"{cache.size}px images; build the cache at {config.size} or set size={cache.size}"
+            )
+        check_size(config.size, config.encoder)
+        rows = training_rows(cache, train_idx)
+        self.config, self.cache, self.context = config, cache, context
+        self.val_idx = None if val_idx is None or not len(val_idx) else np.asarray(val_idx, np.int64)
+        self.classes = 2 if bool(np.asarray(cache.has_lung)[rows].any()) else 1
+        self.dataset = SegmentationDataset(
+            cache, rows, balance=config.balance, augment=config.augment, seed=config.seed
+        )
+        if config.batch_size % context.world_size:
+            raise ModelError(
+                f"batch size {config.batch_size} does not split over {context.world_size} "
+                f"processes; use a multiple of {context.world_size}"
+            )
+        self.local_batch = config.batch_size // context.world_size
+        if config.batch_size > len(self.dataset):
+            raise ModelError(
+                f"batch size {config.batch_size} is larger than the {len(self.dataset)} training "
+                f"images of an epoch; use at most {len(self.dataset)}"
+            )
+
+        random.seed(config.seed)
+        np.random.seed(config.seed)
+        torch.manual_seed(config.seed)
+        self.model = create_model(
+            arch=config.arch,
+            encoder=config.encoder,
+            weights=config.weights,
+            freeze_encoder=config.freeze_encoder,
+            classes=self.classes,
+        )
+        self.model.train()
+        self.batchnorm = any(
+            isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training for m in self.model.modules()
+        )
+        if self.batchnorm and self.local_batch == 1:
+            raise ModelError(
+                "a batch of 1 image per process cannot train BatchNorm layers; use a batch size "
+                f"of at least {2 * context.world_size}"
+            )
+        channels_last = config.channels_last
+        if channels_last is None:
+            channels_last = context.device.type == "cuda"
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model.to(context.device, memory_format=self.memory_format)
+        self.amp_dtype = resolve_amp(config.amp, context.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(
+            params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+        )
+        total = max(1, config.epochs * len(self.plan(0)))
+        cosine = config.schedule == "cosine"
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)) if cosine else 1.0,
+        )
+        self.criterion = HybridLoss(alpha=config.loss_alpha, gamma=config.loss_gamma)
+        self.network = self.model
+        if context.distributed:
+            ids = [context.device.index] if context.device.type == "cuda" else None
+            self.network = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+
+        data_kind, trained_on = data_description(cache, rows)
+        self.meta = {
+            "model": dict(self.model.config),
+            "channels": ["infection", "lung"][: self.classes],
+            "input_size": config.size,
+            "threshold": config.threshold,
+            "trained_on": trained_on,
+            "data_kind": data_kind,
+            "manifest_hash": manifest_hash(cache.manifest),
+            "preset": config.preset,
+            "config": config.to_dict(),
+            "metrics": {},
+            "cxrmap_version": __version__,
+            "created": _now(),
+        }
+        self.epoch, self.history, self.best = 0, [], -1.0
+
+    def plan(self, epoch: int) -> distributed.EpochPlan:
+        """This process's batches of ``epoch``."""
+        c = self.context
+        return distributed.EpochPlan(
+            len(self.dataset),
+            self.local_batch,
+            self.config.seed,
+            epoch,
+            c.rank,
+            c.world_size,
+            drop_single=self.batchnorm,
+        )
+
+    def resume(self, path: Path) -> None:
+        """Continue from the ``last.pt`` at ``path``: weights, optimiser, scheduler, scaler, RNG, history."""
+        state = load_checkpoint(path)
+        check_same_model(state["meta"], self.meta["model"], path)
+        saved = state["meta"].get("config", {})
+        diff = [
+            f"{k}: {saved[k]!r} vs {getattr(self.config, k)!r}"
+            for k in RESUME_KEYS
+            if k in saved and saved[k] != getattr(self.config, k)
+        ]
+        if diff:
+            raise CheckpointError(
+                f"cannot resume {path}: it was trained with other settings ({'; '.join(diff)}); "
+                "resume with the same settings or train into a new output folder"
+            )
+        restore_weights(self.model, state["model"], path)
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            if state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+            set_rng_state(state["rng"])
+            self.epoch, self.history, self.best = (
+                int(state["epoch"]),
+                list(state["history"]),
+                float(state["best"]),
+            )
+        except (KeyError, ValueError, TypeError, RuntimeError) as error:
+            raise CheckpointError(
+                f"{path} lacks a usable training state ({error}); it cannot be resumed. "
+                "Train again without --resume."
+            ) from error
+
+    def train_epoch(self, progress: bool) -> dict:
+        """One pass over this process's share of the epoch; returns the history entry."""
+        import torch
+        from tqdm.auto import tqdm
+
+        from cxrmap.inference import autocast
+
+        c, started = self.context, time.perf_counter()
+        self.dataset.set_epoch(self.epoch)
+        loader = torch.utils.data.DataLoader(
+            self.dataset,
+            batch_sampler=self.plan(self.epoch),
+            num_workers=self.config.workers,
+            pin_memory=c.device.type == "cuda",
+        )
+        self.network.train()
+        total, count = 0.0, 0
+        bar = tqdm(
+            loader,
+            desc=f"epoch {self.epoch + 1}/{self.config.epochs}",
+            unit="batch",
+            leave=False,
+            disable=not (progress and c.is_main),
+        )
+        for batch in bar:
+            images = (
+                batch["image"].to(c.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+            )
+            target = batch["target"][:, : self.classes].to(c.device, non_blocking=True)
+            with autocast(c.device, self.amp_dtype):
+                logits = self.network(images)
+            loss = segmentation_loss(self.criterion, logits.float(), target, batch["has_lung"].to(c.device))
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            total += float(loss.detach()) * len(images)
+            count += len(images)
+            bar.set_postfix(loss=f"{total / count:.4f}")
+        bar.close()
+        total, count = distributed.all_reduce_sum([total, count], c)
+        self.epoch += 1
+        return {
+            "epoch": self.epoch,
+            "train_loss": total / max(count, 1),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - started,
+        }
+
+    def validate(self) -> dict:
+        """Pixel and detection figures on the validation rows (computed in rank 0, shared with all)."""
+        from cxrmap.evaluate import evaluate_model
+
+        scores = None
+        if self.context.is_main:
+            evaluation = evaluate_model(
+                self.model,
+                self.cache,
+                self.val_idx,
+                threshold=self.config.threshold,
+                device=self.context.device,
+                amp=self.config.amp,
+                progress=False,
+            )
+            metrics = evaluation.metrics()
+            seg, det = metrics["segmentation"], metrics["detection"]
+            scores = {f"val_{k}": float(seg[k]) for k in ("f1", "sensitivity", "specificity", "precision")}
+            scores.update(
+                val_detection_sensitivity=float(det["sensitivity"]),
+                val_detection_specificity=float(det["specificity"]),
+            )
+            scores = {k: (v if math.isfinite(v) else -1.0) for k, v in scores.items()}
+        return distributed.broadcast_object(scores, self.context)
+
+    def save(self, path: Path, full: bool, metrics: dict | None = None) -> None:
+        """Write a checkpoint (rank 0 only): the full training state, or the weights and metadata."""
+        if not self.context.is_main:
+            return
+        meta = {**self.meta, "created": _now()}
+        if metrics is not None:
+            meta["metrics"] = metrics
+        state = {"meta": meta, "model": self.model.state_dict(), "epoch": self.epoch}
+        if full:
+            state.update(
+                optimizer=self.optimizer.state_dict(),
+                scheduler=self.scheduler.state_dict(),
+                scaler=self.scaler.state_dict(),
+                rng=rng_state(),
+                history=self.history,
+                best=self.best,
+                plan={"epoch": self.epoch, "batch": 0, "seed": self.config.seed},
+            )
+        save_checkpoint(path, state)
+
+
+def _validation_metrics(entry: dict) -> dict:
+    return {k[4:]: v for k, v in entry.items() if k.startswith("val_")}
+
+
+def train(
+    config: TrainConfig,
+    cache,
+    train_idx,
+    val_idx=None,
+    out_dir: str | os.PathLike = "runs/train",
+    resume: bool = False,
+    progress: bool = True,
+    device: str | None = None,
+    on_epoch_end=None,
+) -> TrainResult:
+    """Train a segmentation network on the cache rows ``train_idx`` (paper Sec. II-C, III-A).
+
+    Args:
+        config: the settings (:func:`~cxrmap.train.presets.get_preset`); ``config.size`` must be the cache's.
+        cache: the :class:`~cxrmap.data.cache.ImageCache`.
+        train_idx: cache rows to train on; COVID-19 rows without an infection mask are left out (warning).
+        val_idx: cache rows evaluated after each epoch (pixel F1 picks ``best.pt``); ``None`` for none.
+        out_dir: the run's folder (``last.pt``, ``best.pt``, ``model.pt``, ``history.csv``, ``tensorboard/``).
+        resume: continue from ``out_dir/last.pt`` if it exists, exactly where the run stopped.
+        progress: show a progress bar per epoch (rank 0).
+        device: ``cpu``, ``cuda``, ``cuda:1``...; ``None`` takes the GPU if there is one.
+        on_epoch_end: called as ``on_epoch_end(epoch, entry)`` after each epoch's ``last.pt`` is written.
+
+    Returns:
+        The :class:`TrainResult` (in every process; only rank 0 writes files).
+
+    Raises:
+        ModelError: an image size the encoder cannot take, or a batch size that does not fit the data.
+        DataError: no usable training image.
+        CheckpointError: ``resume`` from a ``last.pt`` of another model, other settings, or a damaged one.
+
+    The model has two output channels (infection, lung) when any training image has a lung mask; the lung
+    channel's loss counts only the images that have one.
+
+    Example:
+        >>> cache = build_cache(manifest, 96)  # doctest: +SKIP
+        >>> train_idx, test_idx = fold_indices(cache.manifest, 0)  # doctest: +SKIP
+        >>> result = train(get_preset("quick"), cache, train_idx, out_dir="runs/fold0")  # doctest: +SKIP
+    """
+    from cxrmap.train.logs import TrainLogger
+
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    paths = {name: out_dir / name for name in (LAST, BEST, FINAL)}
+    context = distributed.setup(device)
+    try:
+        run = _Run(config, cache, train_idx, val_idx, context)
+        if resume and paths[LAST].is_file():
+            run.resume(paths[LAST])
+        logger = TrainLogger(out_dir, enabled=context.is_main, start_epoch=run.epoch)
+        try:
+            with distributed.deterministic(config.deterministic):
+                while run.epoch < config.epochs:
+                    entry = run.train_epoch(progress)
+                    improved = False
+                    if run.val_idx is not None:
+                        entry.update(run.validate())
+                        improved = entry["val_f1"] > run.best
+                        run.best = max(run.best, entry["val_f1"])
+                    run.history.append(entry)
+                    run.save(paths[LAST], full=True)
+                    if improved:
+                        run.save(paths[BEST], full=False, metrics=_validation_metrics(entry))
+                    logger.log(run.history)
+                    distributed.barrier(context)
+                    if on_epoch_end is not None:
+                        on_epoch_end(run.epoch, entry)
+        finally:
+            logger.close()
+        metrics = _validation_metrics(run.history[-1]) if run.history else {}
+        run.meta["metrics"] = metrics
+        run.save(paths[FINAL], full=False)
+        distributed.barrier(context)
+    finally:
+        distributed.teardown(context)
+    best = paths[BEST] if paths[BEST].is_file() else None
+    return TrainResult(
+        out_dir, paths[FINAL], paths[LAST], best, run.history, time.perf_counter() - started, run.meta
+    )

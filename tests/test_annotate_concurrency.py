@@ -1,0 +1,210 @@
+"""Eight reviewers at once on a live server, on SQLite and on PostgreSQL: no review lost or doubled, each
+image claimed by at most ``reviews_per_image`` reviewers, exactly one accepted mask per image."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("argon2")
+httpx = pytest.importorskip("httpx")
+
+from fastapi.testclient import TestClient  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
+
+from cxrmap.annotate.app import create_app  # noqa: E402
+from cxrmap.annotate.db import Accepted, Draft, Image, Review  # noqa: E402
+from cxrmap.annotate.masks import encode_rle  # noqa: E402
+from cxrmap.annotate.simulate import ApiClient  # noqa: E402
+from cxrmap.web.app import serve_in_background  # noqa: E402
+from test_annotate_support import add_users, fake_trainer, setup_project, tiny_data  # noqa: E402
+
+REVIEWERS = 8
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A throwaway PostgreSQL cluster on loopback (Debian's binaries; as user postgres when run as root)."""
+    pytest.importorskip("psycopg")
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
+    bindir = Path(found[-1]).parent
+    root = Path(tempfile.mkdtemp(prefix="cxrmap-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no 'postgres' user to run the cluster")
+        shutil.chown(root, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    os.chmod(root, 0o700)
+    port = free_port()
+    data = root / "data"
+
+    def run(*args: str) -> None:
+        subprocess.run(as_user + [str(a) for a in args], check=True, capture_output=True, timeout=120)
+
+    run(bindir / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
+    run(
+        bindir / "pg_ctl",
+        "-D",
+        data,
+        "-l",
+        root / "server.log",
+        "-w",
+        "-t",
+        "60",
+        "-o",
+        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+        "start",
+    )
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run(
+            as_user + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request):
+    """None (SQLite in the server's folder) or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    base = request.getfixturevalue("postgres")
+    import psycopg
+
+    name = f"cxrmap_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(
+        base.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True
+    ) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return tiny_data(tmp_path_factory.mktemp("concurrency-data"), n_images=8, manual_share=1.0)
+
+
+def run_all(functions) -> list:
+    """Run the callables in threads started together; return their results (raise the first error)."""
+    barrier = threading.Barrier(len(functions))
+    results: list = [None] * len(functions)
+    errors: list = []
+
+    def worker(i, function):
+        barrier.wait()
+        try:
+            results[i] = function()
+        except BaseException as error:  # noqa: BLE001 - collected, raised below
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(i, f)) for i, f in enumerate(functions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    if errors:
+        raise errors[0]
+    return results
+
+
+@pytest.mark.parametrize("reviews_per_image", [8, 2, 1])
+def test_eight_reviewers_at_once(tmp_path, data, db_url, reviews_per_image):
+    images_dir, manual_dir, _, _ = data
+    app = create_app(tmp_path / "srv", db_url, trainer=fake_trainer, fast_hash=True)
+    users = add_users(app, reviewers=REVIEWERS)
+    names = [f"rev{i + 1}" for i in range(REVIEWERS)]
+    db = app.state.annotate.db
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        admin = ApiClient(client, "admin", users["admin"])
+        project_id = setup_project(
+            app, admin, images_dir, manual_dir, names, reviews_per_image=reviews_per_image, folds=2
+        )
+    with serve_in_background(app) as url:
+        clients = [ApiClient(httpx.Client(base_url=url, timeout=60), name, users[name]) for name in names]
+        # everyone asks for work at the same moment
+        items = run_all(
+            [
+                lambda c=c: c.send("POST", f"/api/v1/review/projects/{project_id}/next")["review"]
+                for c in clients
+            ]
+        )
+        with db.session() as session:
+            image_of = {r.token: r.image_id for r in session.scalars(select(Review))}
+        claims = Counter(image_of[item["token"]] for item in items)
+        assert set(claims.values()) == {reviews_per_image} and len(claims) == REVIEWERS // reviews_per_image
+
+        def work(i: int, api: ApiClient, item: dict):
+            path = f"/api/v1/reviews/{item['token']}"
+            api.send("PUT", f"{path}/draft", {"seq": 1, "state": {"i": i}})
+            if i % 2:
+                body = {
+                    "decision": "choose",
+                    "choice": item["candidates"][i % len(item["candidates"])]["token"],
+                }
+            else:
+                mask = np.zeros((item["image"]["height"], item["image"]["width"]), bool)
+                mask[i : i + 20, 10:40] = True
+                body = {
+                    "decision": "reject",
+                    "start_from": item["candidates"][0]["token"],
+                    "mask": {
+                        "format": "rle",
+                        "width": mask.shape[1],
+                        "height": mask.shape[0],
+                        "counts": encode_rle(mask),
+                    },
+                }
+            first = api.send("POST", f"{path}/submit", body)
+            retry = api.send("POST", f"{path}/submit", body)  # a client retrying after a lost answer
+            assert retry == first and first["status"] == "submitted"
+            return first
+
+        run_all(
+            [
+                lambda i=i, c=c, item=item: work(i, c, item)
+                for i, (c, item) in enumerate(zip(clients, items, strict=True))
+            ]
+        )
+        for api in clients:
+            api.client.close()
+    with db.session() as session:
+        reviews = session.scalars(select(Review)).all()
+        assert len(reviews) == REVIEWERS and all(r.status == "done" for r in reviews)
+        assert len({(r.image_id, r.reviewer_id, r.round_id) for r in reviews}) == REVIEWERS
+        accepted = session.scalars(select(Accepted)).all()
+        assert sorted(a.image_id for a in accepted) == sorted(claims)
+        for image_id in claims:
+            done = [r for r in reviews if r.image_id == image_id]
+            assert len(done) == reviews_per_image
+            assert session.get(Image, image_id).status == "accepted"
+        assert session.scalar(select(func.count()).select_from(Draft)) == 0
+        drawn = [r.drawn_path for r in reviews if r.decision == "reject"]
+    assert len(drawn) == REVIEWERS // 2 and all((tmp_path / "srv" / p).is_file() for p in drawn)
+    app.state.annotate.db.dispose()

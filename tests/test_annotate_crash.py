@@ -1,0 +1,186 @@
+"""A server killed with SIGKILL in the middle of saves loses nothing it confirmed: after a restart the
+SQLite database passes its integrity check and every review and draft confirmed (HTTP 200) is there."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("argon2")
+httpx = pytest.importorskip("httpx")
+
+from fastapi.testclient import TestClient  # noqa: E402
+from sqlalchemy import select  # noqa: E402
+
+from cxrmap.annotate.app import create_app  # noqa: E402
+from cxrmap.annotate.db import Accepted, Database, Draft, Review, default_url  # noqa: E402
+from cxrmap.annotate.masks import encode_rle, load_mask  # noqa: E402
+from cxrmap.annotate.simulate import ApiClient  # noqa: E402
+from test_annotate_support import add_users, fake_trainer, setup_project, tiny_data  # noqa: E402
+
+SERVER = """
+import sys, uvicorn
+from cxrmap.annotate.app import create_app
+app = create_app(sys.argv[1], fast_hash=True, worker=False)
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(folder, port) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(folder), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {process.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("server did not start")
+
+
+def hammer(
+    api: ApiClient, project_id: int, confirmed: dict, drafts: dict, stop: threading.Event, i: int
+) -> None:
+    """Review as fast as possible, saving drafts on the way; record what the server confirmed."""
+    seq = 0
+    try:
+        while not stop.is_set():
+            response = api.client.post(
+                f"/api/v1/review/projects/{project_id}/next", headers={"X-CSRF-Token": api.csrf}
+            )
+            if response.status_code != 200 or response.json()["review"] is None:
+                return
+            item = response.json()["review"]
+            path = f"/api/v1/reviews/{item['token']}"
+            for _ in range(3):
+                seq += 1
+                saved = api.client.put(
+                    f"{path}/draft",
+                    json={"seq": seq, "state": {"n": seq}},
+                    headers={"X-CSRF-Token": api.csrf},
+                )
+                if saved.status_code == 200 and saved.json()["saved"]:
+                    drafts[item["token"]] = seq
+            if seq % 2:
+                body = {"decision": "choose", "choice": item["candidates"][seq % 4]["token"]}
+            else:
+                mask = np.zeros((item["image"]["height"], item["image"]["width"]), bool)
+                mask[seq % 30 : seq % 30 + 20, 5:45] = True
+                body = {
+                    "decision": "reject",
+                    "start_from": None,
+                    "mask": {
+                        "format": "rle",
+                        "width": mask.shape[1],
+                        "height": mask.shape[0],
+                        "counts": encode_rle(mask),
+                    },
+                }
+            answer = api.client.post(f"{path}/submit", json=body, headers={"X-CSRF-Token": api.csrf})
+            if answer.status_code == 200:
+                confirmed[item["token"]] = (
+                    body["decision"],
+                    int(mask.sum()) if body["decision"] == "reject" else 0,
+                )
+    except httpx.HTTPError:
+        return  # the server was killed
+
+
+def check_database(folder, confirmed: dict, drafts: dict) -> None:
+    db = Database(default_url(folder))
+    try:
+        assert db.integrity_check() == "ok"
+        with db.session() as session:
+            reviews = {r.token: r for r in session.scalars(select(Review))}
+            accepted = {a.image_id for a in session.scalars(select(Accepted))}
+            for token, (decision, pixels) in confirmed.items():
+                review = reviews[token]
+                assert review.status == "done" and review.decision == decision
+                assert review.image_id in accepted
+                if decision == "reject":
+                    assert int(load_mask(folder, review.drawn_path).sum()) == pixels
+            for token, seq in drafts.items():
+                if token in confirmed:
+                    continue
+                draft = session.get(Draft, reviews[token].id)
+                assert draft is not None and draft.seq >= seq, token
+    finally:
+        db.dispose()
+
+
+def test_sigkill_during_saves_loses_nothing_confirmed(tmp_path):
+    images_dir, manual_dir, _, _ = tiny_data(tmp_path / "data", n_images=40, manual_share=1.0)
+    folder = tmp_path / "srv"
+    app = create_app(folder, trainer=fake_trainer, fast_hash=True)
+    users = add_users(app, reviewers=4)
+    names = ["rev1", "rev2", "rev3", "rev4"]
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        admin = ApiClient(client, "admin", users["admin"])
+        project_id = setup_project(app, admin, images_dir, manual_dir, names, folds=2)
+    app.state.annotate.db.dispose()
+    confirmed: dict = {}
+    drafts: dict = {}
+    for cycle in range(2):
+        port = free_port()
+        process = start_server(folder, port)
+        clients = [
+            ApiClient(httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30), n, users[n])
+            for n in names
+        ]
+        stop = threading.Event()
+        threads = [
+            threading.Thread(target=hammer, args=(c, project_id, confirmed, drafts, stop, i))
+            for i, c in enumerate(clients)
+        ]
+        before = len(confirmed)
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 60
+        while len(confirmed) < before + 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05 * (cycle + 1))
+        os.kill(process.pid, signal.SIGKILL)  # in the middle of drafts and submissions
+        process.wait(30)
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+        for api in clients:
+            api.client.close()
+        assert len(confirmed) >= before + 4
+        check_database(folder, confirmed, drafts)
+    # the restarted server serves the saved state: a reviewer resumes their open review with its draft
+    port = free_port()
+    process = start_server(folder, port)
+    try:
+        api = ApiClient(httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30), "rev1", users["rev1"])
+        item = api.send("POST", f"/api/v1/review/projects/{project_id}/next")["review"]
+        assert item is not None
+        if item["token"] in drafts:
+            assert item["draft"]["seq"] >= drafts[item["token"]]
+        api.client.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+    check_database(folder, confirmed, drafts)

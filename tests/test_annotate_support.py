@@ -1,0 +1,97 @@
+"""Shared helpers of the annotation server's tests (no tests here): tiny phantom projects, a fast stand-in
+for the networks' training, logged-in API clients."""
+
+from __future__ import annotations
+
+import secrets
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from cxrmap.annotate import auth
+from cxrmap.annotate.simulate import ApiClient, SimulationConfig, degrade_mask, make_data
+from cxrmap.data.io import read_mask
+
+NETWORKS_1 = "unet:resnet18,unetplusplus:resnet18,dla:resnet18"
+NETWORKS_2 = "unet:resnet18,unetplusplus:resnet18,dla:resnet18,unet:mobilenet_v2,dla:mobilenet_v2"
+CSRF = "X-CSRF-Token"
+
+
+def fake_trainer(task):
+    """Stand-in for training: each network "predicts" the true phantom mask degraded with its own noise.
+
+    The true mask lies beside the image (phantom layout ``Images/X.png`` -> ``Ground-truths/mask_X.png``).
+    """
+    seed = zlib.crc32(task.network.name.encode())
+    task.report(0.5, "pretend training")
+    out = {}
+    for image_id, path in task.predict:
+        path = Path(path)
+        truth = read_mask(path.parent.parent / "Ground-truths" / f"mask_{path.name}")
+        out[image_id] = degrade_mask(truth, np.random.default_rng(seed + image_id), 0.6)
+    return out
+
+
+def tiny_data(folder: Path, n_images: int = 8, manual_share: float = 0.5, seed: int = 0):
+    """Phantoms (64 px) with hurried manual masks on a share: (images dir, manual dir, truths, manual)."""
+    config = SimulationConfig(n_images=n_images, manual_share=manual_share, size=64, seed=seed)
+    return make_data(folder, config, progress=False)
+
+
+def add_users(app, reviewers: int = 2) -> dict[str, str]:
+    """An admin and ``reviewers`` reviewers created directly in the database: username -> password."""
+    srv = app.state.annotate
+    users = {"admin": secrets.token_urlsafe(12)}
+    auth.create_user(srv.db, srv.hasher, "admin", users["admin"], "admin")
+    for i in range(reviewers):
+        name = f"rev{i + 1}"
+        users[name] = secrets.token_urlsafe(12)
+        auth.create_user(srv.db, srv.hasher, name, users[name], "reviewer")
+    return users
+
+
+def user_id(app, username: str) -> int:
+    from sqlalchemy import select
+
+    from cxrmap.annotate.db import User
+
+    with app.state.annotate.db.session() as session:
+        return session.scalar(select(User.id).where(User.username == username))
+
+
+def wait_job(api: ApiClient, job: dict, timeout: float = 120.0) -> dict:
+    return api.wait_job(job, timeout=timeout)
+
+
+def setup_project(
+    app,
+    admin: ApiClient,
+    images_dir: Path,
+    manual_dir: Path,
+    members: list[str],
+    reviews_per_image: int = 1,
+    folds: int = 2,
+    name: str = "ward",
+) -> int:
+    """Create a project through the API, add ``members``, run Stage I (fake training); return its id."""
+    answer = admin.send(
+        "POST",
+        "/api/v1/admin/projects",
+        {
+            "name": name,
+            "reviews_per_image": reviews_per_image,
+            "source": {"kind": "folder", "images": str(images_dir), "masks": str(manual_dir)},
+        },
+    )
+    project_id = answer["project"]["id"]
+    wait_job(admin, answer["job"])
+    for member in members:
+        admin.send("PUT", f"/api/v1/admin/projects/{project_id}/members/{user_id(app, member)}")
+    job = admin.send(
+        "POST",
+        f"/api/v1/admin/projects/{project_id}/stage1",
+        {"networks": NETWORKS_1, "folds": folds, "training": {"size": 64, "epochs": 1}},
+    )["job"]
+    wait_job(admin, job)
+    return project_id

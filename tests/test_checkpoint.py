@@ -1,0 +1,105 @@
+"""Checkpoints: round trip, damaged files and checkpoints of another architecture (CheckpointError)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cxrmap.errors import CheckpointError
+from cxrmap.models import create_model
+from cxrmap.train.checkpoint import (
+    check_same_model,
+    load_checkpoint,
+    load_model,
+    restore_weights,
+    save_checkpoint,
+    update_meta,
+)
+
+
+def _meta(model) -> dict:
+    return {
+        "model": dict(model.config),
+        "channels": ["infection", "lung"][: model.config["classes"]],
+        "input_size": 64,
+        "threshold": 0.5,
+        "trained_on": "phantom: 12 images (4 COVID-19, 8 control), manifest 0123",
+        "data_kind": "phantom",
+        "manifest_hash": "0123456789abcdef",
+        "preset": "quick",
+        "config": {"size": 64, "betas": [0.9, 0.999]},
+        "metrics": {"segmentation": {"f1": 0.8}},
+        "cxrmap_version": "0.1.0",
+        "created": "2021-01-01T00:00:00+00:00",
+    }
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return create_model("unet", "resnet18", classes=2).eval()
+
+
+def test_round_trip_restores_weights_and_meta(tmp_path, model):
+    path = save_checkpoint(tmp_path / "model.pt", {"meta": _meta(model), "model": model.state_dict()})
+    loaded, meta = load_model(path)
+    assert meta == _meta(model)
+    assert not loaded.training
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temporary file left behind
+
+
+def test_truncated_and_garbage_files_raise(tmp_path, model):
+    path = save_checkpoint(tmp_path / "model.pt", {"meta": _meta(model), "model": model.state_dict()})
+    data = path.read_bytes()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_model(truncated)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(garbage)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+    plain = tmp_path / "plain.pt"
+    torch.save({"weights": torch.zeros(2)}, plain)
+    with pytest.raises(CheckpointError, match="not a cxrmap checkpoint"):
+        load_checkpoint(plain)
+
+
+def test_only_plain_values_load(tmp_path, model):
+    """weights_only=True refuses arbitrary objects (here a numpy array): no code runs on load."""
+    path = tmp_path / "numpy.pt"
+    torch.save({"format": "cxrmap-checkpoint", "meta": {"x": np.zeros(3)}, "model": {}}, path)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+
+
+def test_other_architecture_is_refused(tmp_path, model):
+    other = create_model("unetplusplus", "resnet18", classes=2)
+    # metadata claiming U-Net over UNet++ weights: strict loading refuses, nothing is loaded partially
+    path = save_checkpoint(tmp_path / "lying.pt", {"meta": _meta(model), "model": other.state_dict()})
+    with pytest.raises(CheckpointError, match="another architecture"):
+        load_model(path)
+    fresh = create_model("unet", "resnet18", classes=1)
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    with pytest.raises(CheckpointError):
+        restore_weights(fresh, model.state_dict())  # 2 output channels into a 1-channel head
+    assert all(torch.equal(before[k], v) for k, v in fresh.state_dict().items())
+    with pytest.raises(CheckpointError, match="arch: checkpoint 'unet' vs requested 'unetplusplus'"):
+        check_same_model(_meta(model), dict(other.config))
+
+
+def test_update_meta_keeps_weights(tmp_path, model):
+    path = save_checkpoint(tmp_path / "model.pt", {"meta": _meta(model), "model": model.state_dict()})
+    meta = update_meta(path, metrics={"detection": {"sensitivity": 1.0}})
+    assert meta["metrics"] == {"detection": {"sensitivity": 1.0}}
+    loaded, meta = load_model(path)
+    assert meta["metrics"]["detection"]["sensitivity"] == 1.0
+    assert torch.equal(loaded.state_dict()["head.weight"], model.state_dict()["head.weight"])

@@ -1,0 +1,124 @@
+"""Cross-validation: every image tested once, finished folds skipped, cut-off folds resumed, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxrmap.errors import ModelError
+from cxrmap.evaluate.cv import ModelSpec, model_specs, run_cv
+from cxrmap.train import get_preset
+
+TINY = get_preset("quick").replace(encoder="resnet18", size=64, batch_size=4, epochs=1, lr=3e-3, amp="off")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks gain nothing from threads; one avoids oversubscribing a CPU shared by parallel runs."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    from cxrmap.data.manifest import write_manifest
+    from cxrmap.data.phantom import generate
+    from cxrmap.data.readers import index_dataset
+
+    root = tmp_path_factory.mktemp("phantom")
+    generate(root / "data", n_covid=4, n_control=4, size=64, seed=1, progress=False)
+    return write_manifest(index_dataset(root / "data", progress=False).manifest, root / "manifest.csv")
+
+
+def test_model_specs():
+    specs = model_specs("unet,unetplusplus", ["densenet121"], frozen="both", weights="imagenet")
+    assert [s.name for s in specs] == [
+        "unet-densenet121-imagenet-frozen", "unet-densenet121-imagenet",
+        "unetplusplus-densenet121-imagenet-frozen", "unetplusplus-densenet121-imagenet",
+    ]  # fmt: skip
+    assert model_specs("unet", "resnet18") == [ModelSpec("unet", "resnet18")]
+    with pytest.raises(ModelError, match="frozen"):
+        model_specs("unet", "resnet18", frozen="maybe")
+    with pytest.raises(ModelError, match="at least one"):
+        model_specs("", "resnet18")
+
+
+def test_cv_runs_skips_and_resumes(manifest, tmp_path, monkeypatch):
+    import cxrmap.train.loop as loop
+
+    calls = []
+    real_train = loop.train
+
+    def counting_train(*args, **kwargs):
+        calls.append(kwargs.get("resume"))
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train", counting_train)
+    specs = [ModelSpec("unet", "resnet18")]
+    result = run_cv(manifest, specs, TINY, tmp_path, folds=2, progress=False)
+    assert calls == [False, False]
+    name = "unet-resnet18"
+    assert len(result.fold_metrics[name]) == 2 and all(p.is_file() for p in result.model_paths[name])
+    # every image is tested exactly once, in its own fold
+    assert sorted(result.scores["index"]) == list(range(8))
+    folds = result.manifest["fold"].astype(int).to_numpy()
+    assert (folds[result.scores["index"]] == result.scores["fold"]).all()
+    assert result.confusion[name].sum() == 8
+    per_fold = [m["detection"] for m in result.fold_metrics[name]]
+    summed = np.sum([[[d["tn"], d["fp"]], [d["fn"], d["tp"]]] for d in per_fold], axis=0)
+    assert result.confusion[name].tolist() == summed.tolist()
+    summary = result.summary[name]["segmentation"]
+    mean = np.nanmean([m["segmentation"]["f1"] for m in result.fold_metrics[name]])
+    assert summary["f1"] == pytest.approx(mean)
+    for role in ("segmentation", "detection", "confusion", "pr_curve", "roc_curve", "scores"):
+        assert result.files[role].is_file(), role
+    done = json.loads((tmp_path / name / "fold-1" / "done.json").read_text())
+    assert done["metrics"]["detection"]["images"] == 4
+
+    # second call: nothing to train, same figures
+    calls.clear()
+    again = run_cv(manifest, specs, TINY, tmp_path, folds=2, progress=False)
+    assert calls == []
+    assert again.summary == result.summary
+
+    # a fold cut off after its checkpoint (no done.json, no model.pt) is resumed, not restarted
+    (tmp_path / name / "fold-1" / "done.json").unlink()
+    (tmp_path / name / "fold-1" / "model.pt").unlink()
+    third = run_cv(manifest, specs, TINY, tmp_path, folds=2, progress=False)
+    assert calls == [True]
+    assert third.summary == result.summary  # the resumed fold's weights are the ones it stopped with
+    assert third.summary[name]["detection"]["images"] == 8
+
+
+def test_evaluate_cli_on_a_fold(manifest, tmp_path):
+    from typer.testing import CliRunner
+
+    from cxrmap.cli import app
+    from cxrmap.data.manifest import read_manifest
+    from cxrmap.data.splits import assign_folds
+
+    runner = CliRunner()
+    out = tmp_path / "train"
+    options = ["--encoder", "resnet18", "--size", "64", "--batch-size", "4", "--epochs", "1", "--amp", "off"]
+    done = runner.invoke(
+        app, ["train", "--manifest", str(manifest), "--out", str(out), *options, "--fold", "0", "--quiet"]
+    )
+    assert done.exit_code == 0, done.output
+    assert (out / "evaluation" / "table3_detection.md").is_file()
+    done = runner.invoke(app, ["evaluate", "--model", str(out / "model.pt"), "--manifest", str(manifest),
+                               "--fold", "0", "--out", str(tmp_path / "eval"), "--quiet"])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert "Table III" in done.output
+    scores = pd.read_csv(tmp_path / "eval" / "scores.csv")
+    folds = assign_folds(read_manifest(manifest), k=3, seed=0)["fold"]  # the preset's folds, as trained
+    assert len(scores) == (folds == "0").sum()
+    first = pd.read_csv(out / "evaluation" / "table1_segmentation.csv")
+    second = pd.read_csv(tmp_path / "eval" / "table1_segmentation.csv")
+    assert first["f1"].equals(second["f1"])  # the same model on the same fold gives the same figures
