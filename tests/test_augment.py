@@ -27,7 +27,8 @@ def test_same_transform_on_image_and_mask():
         disagree = (image > 127) != warped.astype(bool)
         assert disagree.sum() <= 0.1 * warped.sum()
         near_edge = np.abs(np.diff(warped.astype(int), axis=0, prepend=0)) + np.abs(
-            np.diff(warped.astype(int), axis=1, prepend=0))
+            np.diff(warped.astype(int), axis=1, prepend=0)
+        )
         grown = np.zeros_like(near_edge)
         for dy in (-1, 0, 1):
             for dx in (-1, 0, 1):
@@ -94,7 +95,7 @@ def test_balanced_plan(labels):
     assert plan.dtype == np.int64
     np.testing.assert_array_equal(plan[: len(labels)], np.arange(len(labels)))
     assert len(plan) == 22  # 11 controls + 11 COVID-19 (3 originals, 8 repeats)
-    repeats = np.bincount(plan[len(labels):], minlength=len(labels))
+    repeats = np.bincount(plan[len(labels) :], minlength=len(labels))
     assert repeats[covid].sum() == 8 and sorted(repeats[covid]) == [2, 3, 3]  # spread evenly
     assert repeats.sum() == repeats[covid].sum()  # only COVID-19 images repeat
     np.testing.assert_array_equal(plan, balanced_plan(labels, np.random.default_rng(0)))

@@ -34,8 +34,12 @@ def _tree(root: Path, n: int = 6, shape: tuple[int, int] = (48, 64)) -> pd.DataF
     for i in range(n):
         covid = i % 2 == 0
         image = rng.integers(0, 256, shape, dtype=np.uint8)
-        row = {"image_path": _png(root / f"img{i}.png", image), "label": "covid" if covid else "control",
-               "group": "covid" if covid else "I", "fold": str(i % 3)}
+        row = {
+            "image_path": _png(root / f"img{i}.png", image),
+            "label": "covid" if covid else "control",
+            "group": "covid" if covid else "I",
+            "fold": str(i % 3),
+        }
         if covid and i != 2:  # image 2: a COVID-19 image without mask
             mask = np.zeros(shape, np.uint8)
             mask[8 : 8 + 4 * i + 8, 10:40] = 255
@@ -72,8 +76,9 @@ def test_cache_matches_direct_reads(tmp_path):
         expected = cv2.resize(io.read_image(row["image_path"]), (SIZE, SIZE), interpolation=cv2.INTER_AREA)
         np.testing.assert_array_equal(cache.images[i], expected)
         if row["mask_path"]:
-            share = cv2.resize(io.read_mask(row["mask_path"]).astype(np.float32), (SIZE, SIZE),
-                               interpolation=cv2.INTER_AREA)
+            share = cv2.resize(
+                io.read_mask(row["mask_path"]).astype(np.float32), (SIZE, SIZE), interpolation=cv2.INTER_AREA
+            )
             np.testing.assert_array_equal(cache.masks[i], share >= 0.5)
             assert cache.masks[i].sum() > 0
     assert set(np.unique(cache.masks)) <= {0, 1} and set(np.unique(cache.lungs)) <= {0, 1}
@@ -228,8 +233,15 @@ def test_bad_size(tmp_path, size):
 
 def test_real_samples(samples_root, tmp_path):
     images = sorted((samples_root / "Infection Segmentation Data" / "Test").glob("*/images/*.png"))[:3]
-    rows = [{"image_path": str(p), "lung_mask_path": str(p.parent.parent / "lung masks" / p.name),
-             "label": "control", "group": "I"} for p in images]
+    rows = [
+        {
+            "image_path": str(p),
+            "lung_mask_path": str(p.parent.parent / "lung masks" / p.name),
+            "label": "control",
+            "group": "I",
+        }
+        for p in images
+    ]
     cache = build_cache(normalise_manifest(rows), 64, cache_dir=tmp_path / "cache", progress=False)
     assert cache.skipped == [] and cache.images.shape == (len(images), 64, 64)
     assert cache.has_lung.all() and all(0.05 < lung.mean() < 0.8 for lung in cache.lungs)

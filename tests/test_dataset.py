@@ -28,8 +28,11 @@ def cache(tmp_path_factory):
         covid = i < 2
         image = rng.integers(0, 256, (40, 40), dtype=np.uint8)
         Image.fromarray(image).save(root / f"img{i}.png")
-        row = {"image_path": str(root / f"img{i}.png"), "label": "covid" if covid else "control",
-               "group": "covid" if covid else "I"}
+        row = {
+            "image_path": str(root / f"img{i}.png"),
+            "label": "covid" if covid else "control",
+            "group": "covid" if covid else "I",
+        }
         if covid:
             mask = np.zeros((40, 40), np.uint8)
             mask[10:30, 5:20] = 255

@@ -30,8 +30,15 @@ def test_table2_group1_counts():
         train, test = fold_indices(folds, fold)
         assert len(np.intersect1d(train, test)) == 0 and len(train) + len(test) == 15495
         n_covid, n_control = int((labels[train] == "covid").sum()), int((labels[train] == "control").sum())
-        table.append((n_covid, n_control, int((labels[test] == "covid").sum()),
-                      int((labels[test] == "control").sum()), balanced_counts(n_covid, n_control)))
+        table.append(
+            (
+                n_covid,
+                n_control,
+                int((labels[test] == "covid").sum()),
+                int((labels[test] == "control").sum()),
+                balanced_counts(n_covid, n_control),
+            )
+        )
     # 2951 and 12544 are not multiples of 5: four folds are exactly Table II, the fifth one image off
     assert table.count((2361, 10035, 590, 2509, (10035, 10035))) == 4
     assert sorted(table)[0] == (2360, 10036, 591, 2508, (10036, 10036))
@@ -70,14 +77,34 @@ def test_rows_without_fold_are_in_neither_part():
 
 
 def _group2() -> pd.DataFrame:
-    rows = [{"image_path": f"/d/CHESTXRAY-14/Train/x_{i}.png", "label": "control", "group": "II",
-             "source": "ChestX-ray14", "split": "train", "finding": "Effusion"} for i in range(300)]
-    rows += [{"image_path": f"/d/CHESTXRAY-14/Test/x_{i}.png", "label": "control", "group": "II",
-              "source": "ChestX-ray14", "split": "test", "finding": "Effusion"} for i in range(100)]
+    rows = [
+        {
+            "image_path": f"/d/CHESTXRAY-14/Train/x_{i}.png",
+            "label": "control",
+            "group": "II",
+            "source": "ChestX-ray14",
+            "split": "train",
+            "finding": "Effusion",
+        }
+        for i in range(300)
+    ]
+    rows += [
+        {
+            "image_path": f"/d/CHESTXRAY-14/Test/x_{i}.png",
+            "label": "control",
+            "group": "II",
+            "source": "ChestX-ray14",
+            "split": "test",
+            "finding": "Effusion",
+        }
+        for i in range(100)
+    ]
     rows += [{"image_path": f"/d/covid_{i}.png", "label": "covid", "group": "covid"} for i in range(40)]
     for finding, n in (("Pediatric_Viral_Pneumonia", 20), ("Pediatric_Bacterial_Pneumonia", 12)):
-        rows += [{"image_path": f"/d/{finding}/{i}.png", "label": "control", "group": "II",
-                  "finding": finding} for i in range(n)]
+        rows += [
+            {"image_path": f"/d/{finding}/{i}.png", "label": "control", "group": "II", "finding": finding}
+            for i in range(n)
+        ]
     return normalise_manifest(rows)
 
 

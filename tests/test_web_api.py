@@ -48,8 +48,13 @@ def write_tiny_checkpoint(path: Path, data_kind: str = "phantom") -> Path:
         "manifest_hash": "0" * 16,
         "preset": "test",
         "config": {},
-        "metrics": {"sensitivity": 0.91, "specificity": 0.97, "f1": {"mean": 0.8, "ci": 0.02}, "folds": 5,
-                    "auc": float("nan")},
+        "metrics": {
+            "sensitivity": 0.91,
+            "specificity": 0.97,
+            "f1": {"mean": 0.8, "ci": 0.02},
+            "folds": 5,
+            "auc": float("nan"),
+        },
         "cxrmap_version": "0.1.0",
         "created": "2024-01-01T00:00:00+00:00",
     }
@@ -104,7 +109,7 @@ def gradient(height: int = 80, width: int = 72) -> np.ndarray:
 def decode_data_uri(uri: str) -> Image.Image:
     prefix = "data:image/png;base64,"
     assert uri.startswith(prefix)
-    data = base64.b64decode(uri[len(prefix):])
+    data = base64.b64decode(uri[len(prefix) :])
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     return Image.open(io.BytesIO(data))
 
@@ -283,13 +288,14 @@ def test_oversize_body_refused_without_content_length(client):
     """Chunked upload (no Content-Length): refused by counting the received bytes."""
 
     def body():
-        yield b"--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
+        yield b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
         yield b"Content-Type: image/png\r\n\r\n\x89PNG\r\n\x1a\n"
         for _ in range(64):
             yield b"\0" * 65536
 
-    response = client.post("/api/v1/predict", content=body(),
-                           headers={"content-type": "multipart/form-data; boundary=xyz"})
+    response = client.post(
+        "/api/v1/predict", content=body(), headers={"content-type": "multipart/form-data; boundary=xyz"}
+    )
     assert "content-length" not in response.request.headers
     assert_error(response, 413, "upload_too_large")
 
@@ -325,8 +331,9 @@ def test_body_limit_stops_reading_when_the_cap_is_crossed():
 def test_wrong_magic_with_png_name_refused(client):
     error = assert_error(post(client, b"GIF89a" + b"\0" * 200, name="chest.png"), 415, "unsupported_format")
     assert "PNG, JPEG or DICOM" in error["message"]
-    assert_error(post(client, b"<svg xmlns='http://www.w3.org/2000/svg'/>", name="x.png"), 415,
-                 "unsupported_format")
+    assert_error(
+        post(client, b"<svg xmlns='http://www.w3.org/2000/svg'/>", name="x.png"), 415, "unsupported_format"
+    )
 
 
 def test_decompression_bomb_refused_before_decoding(client):

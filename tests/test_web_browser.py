@@ -19,8 +19,14 @@ from test_web_api import write_tiny_checkpoint  # tests/ is on sys.path (rootdir
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
@@ -48,8 +54,9 @@ def server(tmp_path_factory):
 def phantom_png(tmp_path_factory) -> Path:
     from cxrmap.data.phantom import generate
 
-    root = generate(tmp_path_factory.mktemp("phantom"), n_covid=1, n_control=0, size=192, seed=5,
-                    progress=False)
+    root = generate(
+        tmp_path_factory.mktemp("phantom"), n_covid=1, n_control=0, size=192, seed=5, progress=False
+    )
     return next((root / "QaTa-COV19-v1" / "Images").glob("*.png"))
 
 
@@ -63,9 +70,12 @@ def real_sample(request) -> Path | None:
 
 
 def wait_for_result(page, name: str) -> None:
-    page.wait_for_function("(name) => document.getElementById('status').textContent.includes('Done')"
-                           " && document.getElementById('status').textContent.includes(name)", arg=name,
-                           timeout=60_000)
+    page.wait_for_function(
+        "(name) => document.getElementById('status').textContent.includes('Done')"
+        " && document.getElementById('status').textContent.includes(name)",
+        arg=name,
+        timeout=60_000,
+    )
 
 
 def check_result(page, image_size: tuple[int, int]) -> dict:
@@ -146,8 +156,9 @@ def test_demo_page_in_chromium(server, phantom_png, request, tmp_path):
         assert Path(download_info.value.path()).read_bytes().startswith(b"\x89PNG")
 
         # a refusal is shown as a message, not a crash
-        page.set_input_files("#file", files=[{"name": "fake.png", "mimeType": "image/png",
-                                              "buffer": b"GIF89a not a png"}])
+        page.set_input_files(
+            "#file", files=[{"name": "fake.png", "mimeType": "image/png", "buffer": b"GIF89a not a png"}]
+        )
         page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Refused')")
         assert "PNG, JPEG or DICOM" in page.locator("#status").inner_text()
         assert page.locator("#result").is_hidden()  # no stale result beside the refusal

@@ -61,7 +61,7 @@ class StudyOptions:
     seed: int = 0
     n_covid: int | None = None
     n_control: int | None = None
-    shortcut: float = 0.8
+    shortcut: float = 0.5
     device: str | None = None
     progress: bool = True
 

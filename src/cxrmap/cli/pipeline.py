@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
         n_covid: int = typer.Option(None, min=4, help="Phantom COVID-19 images (default: the preset's)."),
         n_control: int = typer.Option(None, min=4, help="Phantom control images (default: the preset's)."),
         shortcut: float = typer.Option(
-            0.8, min=0.0, max=1.0, help="Phantom source shortcut (0 off): what a classifier can cheat on."
+            0.5, min=0.0, max=1.0, help="Phantom source shortcut (0 off): what a classifier can cheat on."
         ),
         device: str = typer.Option(None, help="cpu, cuda, cuda:1... (default: a GPU if there is one)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),

@@ -57,8 +57,9 @@ def register(app: typer.Typer) -> None:
 
         if model is None:
             model = latest_model(Path.cwd())
-            typer.secho(f"no --model given: serving the most recent run's model, {model}",
-                        fg=typer.colors.CYAN)
+            typer.secho(
+                f"no --model given: serving the most recent run's model, {model}", fg=typer.colors.CYAN
+            )
         elif not model.is_file():
             raise CheckpointError(
                 f"--model {model} does not exist; give a checkpoint file (e.g. runs/NAME/model.pt)"
@@ -73,11 +74,14 @@ def register(app: typer.Typer) -> None:
             allowed_hosts=_loopback_names(host),
         )
         card = application.state.service.card
-        typer.echo(f"model {card['arch']} + {card['encoder']} ({card['model_id']}), "
-                   f"trained on: {card['trained_on']}")
+        typer.echo(
+            f"model {card['arch']} + {card['encoder']} ({card['model_id']}), trained on: {card['trained_on']}"
+        )
         if card["trained_on_phantoms"]:
-            typer.secho("warning: this model was trained on synthetic phantoms, not on patient images",
-                        fg=typer.colors.YELLOW)
+            typer.secho(
+                "warning: this model was trained on synthetic phantoms, not on patient images",
+                fg=typer.colors.YELLOW,
+            )
         if not _is_loopback(host):
             typer.secho(
                 f"warning: listening on {host}, reachable from the network; serve it behind an HTTPS reverse "

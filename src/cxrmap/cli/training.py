@@ -1,6 +1,6 @@
 """``cxrmap train``, ``cxrmap evaluate``, ``cxrmap cv``: training, evaluation and cross-validation.
 
-``cxrmap train`` runs in one process or under ``torchrun`` (``torchrun --nproc_per_node 4 -m cxrmap.cli
+``cxrmap train`` runs in one process or under ``torchrun`` (``torchrun --nproc_per_node 4 -m cxrmap
 train ...``): every process trains its share, only rank 0 writes and evaluates.
 """
 

@@ -73,8 +73,9 @@ def shift_rotate(
 
     def warp(array: np.ndarray, interpolation: int) -> np.ndarray:
         source = np.ascontiguousarray(array.view(np.uint8) if array.dtype == np.bool_ else array)
-        out = cv2.warpAffine(source, matrix, (width, height), flags=interpolation,
-                             borderMode=cv2.BORDER_REPLICATE)
+        out = cv2.warpAffine(
+            source, matrix, (width, height), flags=interpolation, borderMode=cv2.BORDER_REPLICATE
+        )
         return out.view(np.bool_) if array.dtype == np.bool_ else out
 
     return warp(image, cv2.INTER_LINEAR), [warp(mask, cv2.INTER_NEAREST) for mask in masks]

@@ -199,8 +199,9 @@ def _build(manifest: pd.DataFrame, size: int, folder: Path, progress: bool, work
     rows: list[int] = []
     skipped: list[tuple[str, str]] = []
     jobs = [(*row, size) for row in manifest[list(KEY_COLUMNS)].itertuples(index=False)]
-    bar = tqdm(_decoded(jobs, workers), total=n, desc=f"caching images at {size}px", unit="img",
-               disable=not progress)
+    bar = tqdm(
+        _decoded(jobs, workers), total=n, desc=f"caching images at {size}px", unit="img", disable=not progress
+    )
     for position, result in enumerate(bar):
         if isinstance(result, str):
             skipped.append((jobs[position][0], result))
@@ -212,8 +213,9 @@ def _build(manifest: pd.DataFrame, size: int, folder: Path, progress: bool, work
     for name, array in arrays.items():
         array.flush()
         if kept < n:  # rows were skipped: keep only the filled part
-            trimmed = open_memmap(folder / f"{name}.tmp.npy", mode="w+", dtype=np.uint8,
-                                  shape=(kept, size, size))
+            trimmed = open_memmap(
+                folder / f"{name}.tmp.npy", mode="w+", dtype=np.uint8, shape=(kept, size, size)
+            )
             for start in range(0, kept, 1024):
                 stop = min(start + 1024, kept)
                 trimmed[start:stop] = array[start:stop]

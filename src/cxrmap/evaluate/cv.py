@@ -167,7 +167,7 @@ def run_fold(
         progress=progress,
         device=device,
     )
-    model, meta = load_model(result.model_path, device=resolve_device(device))
+    model, _ = load_model(result.model_path, device=resolve_device(device))
     evaluation = evaluate_model(
         model,
         cache,

@@ -5,7 +5,7 @@ A checkpoint is a dict of tensors and plain python values:
 ``format``, ``version``
     ``"cxrmap-checkpoint"`` and :data:`VERSION`.
 ``meta``
-    what a user of the model needs (CONTRACTS.md): ``model`` (the :func:`cxrmap.models.create_model`
+    what a user of the model needs: ``model`` (the :func:`cxrmap.models.create_model`
     config), ``channels``, ``input_size``, ``threshold``, ``trained_on``, ``data_kind``, ``manifest_hash``,
     ``preset``, ``config`` (the :class:`~cxrmap.train.presets.TrainConfig` as a dict), ``metrics``,
     ``cxrmap_version``, ``created``.

@@ -1,6 +1,6 @@
 """One process, or many under ``torchrun``: the process group, the device, and the epoch's data plan.
 
-``torchrun --nproc_per_node N -m cxrmap.cli train ...`` starts N processes with ``RANK``, ``WORLD_SIZE``
+``torchrun --nproc_per_node N -m cxrmap train ...`` starts N processes with ``RANK``, ``WORLD_SIZE``
 and ``LOCAL_RANK`` set; :func:`setup` joins them into a process group (``nccl`` on GPUs, ``gloo`` on CPUs)
 and each process trains :class:`~torch.nn.parallel.DistributedDataParallel` on its shard of every epoch
 (:class:`EpochPlan`). Only rank 0 writes files. Without those variables everything runs in one process.

@@ -5,7 +5,7 @@ by Adam, on COVID-19 images augmented up to the number of controls (Sec. III-B).
 atomic ``last.pt`` holding everything needed to resume exactly (weights, optimiser, gradient scaler,
 scheduler, epoch, RNG states of torch/numpy/python, the data plan position, history); ``best.pt`` keeps the
 epoch with the best validation pixel F1 when a validation set is given, and ``model.pt`` the final weights
-with their metadata (CONTRACTS.md).
+with their metadata (see :mod:`cxrmap.train.checkpoint`).
 """
 
 from __future__ import annotations
@@ -237,7 +237,9 @@ class _Run:
             self.optimizer,
             lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)) if cosine else 1.0,
         )
-        self.criterion = HybridLoss(alpha=config.loss_alpha, gamma=config.loss_gamma)
+        self.criterion = HybridLoss(
+            alpha=config.loss_alpha, gamma=config.loss_gamma, per_image=config.dice_per_image
+        )
         self.network = self.model
         if context.distributed:
             ids = [context.device.index] if context.device.type == "cuda" else None

@@ -67,6 +67,7 @@ PHANTOM_WARNING = (
     "on real chest X-rays are meaningless. Train on real data (cxrmap run --data ROOT) before judging it."
 )
 
+
 # ----------------------------------------------------------------------------------------------- schema
 class ErrorDetail(BaseModel):
     code: str = Field(description="Stable machine-readable reason, e.g. 'too_many_pixels'.")
@@ -192,8 +193,14 @@ class ModelService:
         device: where the model runs ("cpu", "cuda", ...).
     """
 
-    def __init__(self, path: str | Path, workers: int = 1, max_queue: int = 8,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, device: str = "cpu"):
+    def __init__(
+        self,
+        path: str | Path,
+        workers: int = 1,
+        max_queue: int = 8,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        device: str = "cpu",
+    ):
         from cxrmap.predict import Predictor
         from cxrmap.train.checkpoint import load_model
 
@@ -251,7 +258,8 @@ class ModelService:
         """Take a place among the requests in flight, or raise 503 when all ``capacity`` places are taken."""
         if not self._slots.acquire(blocking=False):
             raise UploadError(
-                503, "busy",
+                503,
+                "busy",
                 f"The server is busy ({self.capacity} predictions running or queued); retry in a few "
                 "seconds.",
                 headers={"Retry-After": "5"},
@@ -281,7 +289,8 @@ class ModelService:
             # DICOM messages could quote header values; say only that the pixels could not be decoded.
             reason = "its pixel data could not be decoded" if kind == "dicom" else str(error)
             raise UploadError(
-                422, "unreadable_image",
+                422,
+                "unreadable_image",
                 f"The {kind.upper()} file could not be read: {reason}. Re-export the image and retry.",
             ) from None
         prediction = self.predictor.predict([image])[0]
@@ -342,8 +351,9 @@ def create_app(
         from cxrmap.predict import latest_model
 
         model_path = latest_model(Path.cwd())
-    service = ModelService(model_path, workers=workers, max_queue=max_queue, max_pixels=max_pixels,
-                           device=device)
+    service = ModelService(
+        model_path, workers=workers, max_queue=max_queue, max_pixels=max_pixels, device=device
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -377,8 +387,12 @@ def create_app(
 
     @app.get("/healthz", response_model=Health, tags=["service"])
     async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "model_id": service.model_id, "in_flight": service.in_flight,
-                "capacity": service.capacity}
+        return {
+            "status": "ok",
+            "model_id": service.model_id,
+            "in_flight": service.in_flight,
+            "capacity": service.capacity,
+        }
 
     @app.get("/api/v1/model", response_model=ModelCard, tags=["model"])
     async def model_card() -> dict[str, Any]:
@@ -421,8 +435,9 @@ def serve_in_background(app: FastAPI, host: str = "127.0.0.1", port: int = 0, ti
     """
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", server_header=False,
-                            lifespan="on")
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", server_header=False, lifespan="on"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="cxrmap-serve", daemon=True)
     thread.start()

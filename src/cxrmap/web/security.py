@@ -70,9 +70,9 @@ _STATUS_CODES = {
 
 _PLAIN_MESSAGES = {
     404: "There is nothing at this address. The page is at / and the API under /api/v1 "
-         "(its schema: /api/v1/openapi.json).",
+    "(its schema: /api/v1/openapi.json).",
     405: "This address does not accept that HTTP method; see /api/v1/openapi.json for what each "
-         "endpoint takes.",
+    "endpoint takes.",
 }
 
 
@@ -147,8 +147,12 @@ class SecurityHeadersMiddleware:
             patients must not linger in shared caches).
     """
 
-    def __init__(self, app: ASGIApp, headers: dict[str, str] | None = None,
-                 no_store_prefixes: Iterable[str] = ("/api/",)):
+    def __init__(
+        self,
+        app: ASGIApp,
+        headers: dict[str, str] | None = None,
+        no_store_prefixes: Iterable[str] = ("/api/",),
+    ):
         self.app = app
         self.headers = [(k.lower().encode(), v.encode()) for k, v in (headers or SECURITY_HEADERS).items()]
         self.no_store_prefixes = tuple(no_store_prefixes)
@@ -173,7 +177,8 @@ class SecurityHeadersMiddleware:
 
 def _too_large(max_bytes: int) -> UploadError:
     return UploadError(
-        413, "upload_too_large",
+        413,
+        "upload_too_large",
         f"The request body is larger than the server's limit of {max_bytes:,} bytes "
         f"({max_bytes / 2**20:.1f} MiB). Send a smaller image (or start the server with a higher limit).",
     )
@@ -206,8 +211,12 @@ class BodySizeLimitMiddleware:
             except ValueError:
                 length = -1
             if length < 0:
-                await _send_error(send, UploadError(400, "bad_content_length",
-                                                   "The Content-Length header is not a whole number."))
+                await _send_error(
+                    send,
+                    UploadError(
+                        400, "bad_content_length", "The Content-Length header is not a whole number."
+                    ),
+                )
                 return
             if length > self.max_bytes:
                 await _send_error(send, _too_large(self.max_bytes))
@@ -242,8 +251,11 @@ class BodySizeLimitMiddleware:
 async def _send_error(send: Send, error: UploadError) -> None:
     """Send ``error`` as a complete JSON response on a raw ASGI ``send``."""
     body = json.dumps(error_body(error.code, error.message)).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"connection", b"close")]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
     headers += [(k.lower().encode(), v.encode()) for k, v in (error.headers or {}).items()]
     await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -264,10 +276,11 @@ def sniff_format(data: bytes) -> str:
         return "png"
     if data.startswith(JPEG_MAGIC):
         return "jpeg"
-    if data[DICOM_MAGIC_OFFSET:DICOM_MAGIC_OFFSET + 4] == DICOM_MAGIC:
+    if data[DICOM_MAGIC_OFFSET : DICOM_MAGIC_OFFSET + 4] == DICOM_MAGIC:
         return "dicom"
     raise UploadError(
-        415, "unsupported_format",
+        415,
+        "unsupported_format",
         "The file is not a PNG, JPEG or DICOM image (checked by its content, not its name). "
         "Export the radiograph as PNG, JPEG or DICOM (Part 10, with the 'DICM' preamble).",
     )
@@ -308,13 +321,13 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
             continue
         if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
             break
-        (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
         if length < 2:
             break
         if marker in _JPEG_SOF:
             if pos + 9 > n:
                 break
-            height, width = struct.unpack(">HH", data[pos + 5:pos + 9])
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
             return width, height
         pos += 2 + length
     raise _unreadable("jpeg", "no frame header (image size) was found before the image data")
@@ -335,7 +348,8 @@ def dicom_size(data: bytes) -> tuple[int, int]:
         header = check_dicom_header(data, max_pixels=_NO_LIMIT)  # the pixel limit is applied by the caller
     except DataError as error:
         raise UploadError(
-            422, "dicom_refused",
+            422,
+            "dicom_refused",
             "The DICOM file was refused before its pixels were read: only single-frame monochrome "
             "(MONOCHROME1/MONOCHROME2) radiographs with a readable header are accepted "
             f"({_tag_free_reason(error)}).",
@@ -346,10 +360,16 @@ def dicom_size(data: bytes) -> tuple[int, int]:
 def _tag_free_reason(error: DataError) -> str:
     """A short reason for a DICOM refusal that cannot carry tag values (only a fixed vocabulary)."""
     text = str(error).lower()
-    for word, reason in (("monochrome", "not monochrome"), ("photometric", "not monochrome"),
-                         ("frame", "more than one frame"), ("transfer syntax", "unsupported transfer syntax"),
-                         ("sample", "not one sample per pixel"), ("bits", "unsupported bit depth"),
-                         ("rows", "no image size"), ("columns", "no image size")):
+    for word, reason in (
+        ("monochrome", "not monochrome"),
+        ("photometric", "not monochrome"),
+        ("frame", "more than one frame"),
+        ("transfer syntax", "unsupported transfer syntax"),
+        ("sample", "not one sample per pixel"),
+        ("bits", "unsupported bit depth"),
+        ("rows", "no image size"),
+        ("columns", "no image size"),
+    ):
         if word in text:
             return reason
     return "unreadable header"
@@ -357,7 +377,8 @@ def _tag_free_reason(error: DataError) -> str:
 
 def _unreadable(kind: str, why: str) -> UploadError:
     return UploadError(
-        422, "unreadable_image",
+        422,
+        "unreadable_image",
         f"The file starts like a {kind.upper()} image but {why}. Re-export it and retry.",
     )
 
@@ -388,7 +409,8 @@ def check_upload(data: bytes, max_pixels: int) -> tuple[str, tuple[int, int]]:
         raise _unreadable(kind, f"its header declares an empty image ({width} x {height})")
     if width * height > max_pixels:
         raise UploadError(
-            413, "too_many_pixels",
+            413,
+            "too_many_pixels",
             f"The image declares {width} x {height} = {width * height:,} pixels, over the server's limit of "
             f"{max_pixels:,}. Downscale it (a chest X-ray needs no more than a few thousand pixels a side).",
         )

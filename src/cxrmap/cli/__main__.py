@@ -1,3 +1,0 @@
-from cxrmap.cli import main
-
-main()

@@ -1,0 +1,102 @@
+"""``cxrmap run`` end to end on a tiny phantom setting: every output of the run folder, and resuming."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+
+import pytest
+from typer.testing import CliRunner
+
+from cxrmap.cli import app
+from cxrmap.train.checkpoint import load_model
+
+TINY = [
+    "--n-covid", "16", "--n-control", "16", "--folds", "2", "--epochs", "1", "--size", "64",
+    "--encoder", "resnet18", "--classifiers", "resnet18", "-q",
+]  # fmt: skip
+
+
+class _Images(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sources: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.sources.append(dict(attrs)["src"])
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "study"
+    result = CliRunner().invoke(app, ["run", "--out", str(out), *TINY])
+    assert result.exit_code == 0, result.output
+    assert str(out / "report.html") in result.output
+    return out
+
+
+def test_run_writes_summary_with_fractions_and_wall_time(run_dir):
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for task, metric in [("segmentation", "f1"), ("detection", "sensitivity"), ("detection", "specificity")]:
+        assert 0.0 <= summary[task][metric] <= 1.0
+    assert summary["wall_seconds"] > 0 and summary["folds"] == 2
+    assert summary["data"] == {
+        **summary["data"],
+        "kind": "phantom",
+        "images": 32,
+        "covid": 16,
+        "control": 16,
+    }
+    methods = [row["method"] for row in summary["localisation"]]
+    assert methods == ["U-Net resnet18 infection map", "resnet18 Grad-CAM"]
+    for row in summary["localisation"]:
+        # phantom lesions lie inside the lungs, so no map can put more energy on them than on the lungs
+        assert 0.0 <= row["infection_energy"] <= row["lung_energy"] + 0.02 <= 1.02
+
+
+def test_run_model_carries_its_provenance(run_dir):
+    model, meta = load_model(run_dir / "model.pt")
+    assert meta["data_kind"] == "phantom"
+    assert "phantom" in meta["trained_on"]
+    assert meta["metrics"]["folds"] == 2
+    assert set(meta["metrics"]["cross_validated"]) >= {"segmentation", "detection"}
+    assert meta["model"]["encoder"] == "resnet18"
+
+
+def test_run_report_is_self_contained_with_tables_and_pictures(run_dir):
+    page = (run_dir / "report.html").read_text()
+    for heading in ("Table I", "Table III", "Table IV", "Localisation", "Fig. 7", "precision-recall"):
+        assert heading in page
+    parser = _Images()
+    parser.feed(page)
+    assert len(parser.sources) >= 3 + 6  # curves, the Fig. 7 grid, the gallery
+    assert all(src.startswith("data:image/png;base64,") for src in parser.sources)
+    assert "http://" not in page and "https://" not in page
+    assert len(list((run_dir / "maps").glob("*.png"))) >= 6
+    assert (run_dir / "fig7_activation_vs_infection.png").is_file()
+
+
+def test_run_again_resumes_without_training_the_folds_again(run_dir, monkeypatch):
+    import cxrmap.train.loop
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished fold was trained again")
+
+    monkeypatch.setattr(cxrmap.train.loop, "train", refuse)
+    result = CliRunner().invoke(app, ["run", "--out", str(run_dir), *TINY])
+    assert result.exit_code == 0, result.output
+
+
+def test_run_on_data_without_covid_masks_says_why(tmp_path):
+    from PIL import Image
+
+    images = tmp_path / "root" / "Control_Group" / "Control_Group_I"
+    images.mkdir(parents=True)
+    for i in range(4):
+        Image.new("L", (64, 64), 40 * i).save(images / f"normal_{i}.png")
+    result = CliRunner().invoke(
+        app, ["run", "--out", str(tmp_path / "out"), "--data", str(tmp_path / "root")]
+    )
+    assert result.exit_code != 0
+    assert "no COVID-19 images with infection masks" in str(result.exception or result.output)
