@@ -18,21 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from browser_support import launch_chromium, playwright_or_skip
+
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = playwright_or_skip()
 
 WIDTH, HEIGHT = 80, 64  # not square: the drawn mask must come back at the radiograph's own width and height
 # Words that would tell a reviewer where a candidate comes from (or which image this is).
@@ -188,7 +178,7 @@ def test_review_admin_and_dashboard_pages(annotate_server, tmp_path):
         page.screenshot(path=str(shots[-1]), full_page=True)
 
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         page = new_page(browser, problems, viewport={"width": 1280, "height": 860})
 
         # --- login: the review page sends an anonymous visitor to the login page and back
