@@ -23,3 +23,15 @@ def samples_root() -> Path:
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Every test writes its image cache into a temporary folder, never into the user's cache."""
     monkeypatch.setenv("CXRMAP_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tests run tiny networks, which gain nothing from threads; one thread also avoids oversubscribing a
+    shared CPU (two threads on two busy cores measured many times slower)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

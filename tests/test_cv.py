@@ -15,17 +15,6 @@ from cxrmap.train import get_preset
 TINY = get_preset("quick").replace(encoder="resnet18", size=64, batch_size=4, epochs=1, lr=3e-3, amp="off")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks gain nothing from threads; one avoids oversubscribing a CPU shared by parallel runs."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory):
     from cxrmap.data.manifest import write_manifest

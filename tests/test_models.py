@@ -30,15 +30,6 @@ PAPER_UNET = {
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Two threads on a shared two-core machine are slower than one: run these tests single-threaded."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
 def _no_network(monkeypatch):
     def refuse(*args, **kwargs):
         raise RuntimeError("network access is disabled in tests")

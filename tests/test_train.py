@@ -23,15 +23,6 @@ TINY = get_preset("quick").replace(
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks gain nothing from threads; one avoids oversubscribing a CPU shared by parallel runs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def phantom(tmp_path_factory):
     """A dozen 64 px phantom images (6 COVID-19, 6 controls) with lung masks, and their manifest."""
