@@ -12,7 +12,17 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cxrmap.cli import app
-from cxrmap.data.phantom import FINDINGS, KINDS, SOURCES, generate, plan, render_case
+from cxrmap.data.phantom import (
+    FINDINGS,
+    KINDS,
+    SOURCES,
+    _Anatomy,
+    _chest,
+    _mimic_opacity,
+    generate,
+    plan,
+    render_case,
+)
 from cxrmap.errors import DataError
 
 G2 = "Control_Group/Control_Group_II/CHESTXRAY-14"
@@ -94,6 +104,22 @@ def test_render_case_shapes_and_every_kind():
         assert not (infection & ~lung).any()
     with pytest.raises(DataError, match="unknown phantom kind"):
         render_case(np.random.default_rng(0), 64, "pneumothorax")
+
+
+def test_consolidation_hides_the_vessels_under_it_and_stays_in_the_lungs():
+    """A consolidation removes exactly the vessel density under it (its sign); nothing outside the lungs."""
+    anatomy = _Anatomy.draw(np.random.default_rng(3))
+    _, _, edge, vessels, x, y = _chest(np.random.default_rng(4), anatomy, 64)
+    field = np.random.default_rng(5).random(edge.shape).astype(np.float32)
+
+    def draw(vessel_density):
+        return _mimic_opacity(np.random.default_rng(6), "consolidation", anatomy, edge, vessel_density, x, y)
+
+    plain = draw(np.zeros_like(edge))
+    region = plain - draw(np.ones_like(edge))  # the consolidated share of each pixel
+    assert region.max() > 0.9 and (region >= -1e-6).all()
+    np.testing.assert_allclose(draw(field) - plain, -field * region, atol=1e-5)
+    assert vessels.max() > 0 and not plain[edge == 0].any()
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):

@@ -406,9 +406,18 @@ def _adjust_anatomy(rng: np.random.Generator, anatomy: _Anatomy, kind: str) -> _
 
 
 def _mimic_opacity(
-    rng: np.random.Generator, kind: str, anatomy: _Anatomy, edge: np.ndarray, x: np.ndarray, y: np.ndarray
+    rng: np.random.Generator,
+    kind: str,
+    anatomy: _Anatomy,
+    edge: np.ndarray,
+    vessels: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
 ) -> np.ndarray | None:
-    """Density of a control group II finding: COVID-19's density range, another shape or place."""
+    """Density of a control group II finding: COVID-19's density range, another shape, place or sign.
+
+    ``vessels`` is the density the lung vessels add to the chest: a consolidation takes them out of sight.
+    """
     a = anatomy
     n = x.shape[0]
     side = int(rng.integers(0, 2))
@@ -417,6 +426,7 @@ def _mimic_opacity(
     span = a.dome[side] - a.apex[side]
     texture = 1.0 + 0.12 * _noise(rng, 16, n)
     if kind == "consolidation":  # lobar: homogeneous, one sharp border along a fissure
+        # Unlike ground glass, it hides the vessels and shows air bronchograms: lucent branching airways.
         fissure = a.apex[side] + rng.uniform(0.35, 0.55) * span
         lobe = int(rng.integers(0, 3))
         if lobe == 0:  # upper lobe, bounded below by the horizontal fissure
@@ -425,7 +435,9 @@ def _mimic_opacity(
             region = _smoothstep((y - fissure - 0.1 + 0.15 * ax) * 120) * _smoothstep((ax - 0.15) * 10)
         else:  # middle lobe or lingula: below the fissure, medial, fading laterally
             region = _smoothstep((y - fissure) * 120) * _smoothstep((0.55 - ax) / 0.15)
-        return rng.uniform(0.16, 0.3) * region * here * edge * texture
+        region = region * here * edge
+        bronchi = rng.uniform(0.1, 0.16) * _vessels(rng, a, n)
+        return (rng.uniform(0.16, 0.3) * texture - vessels - bronchi) * region
     if kind == "effusion":  # basal meniscus rising laterally, hiding the costophrenic angle and the dome
         level = a.angle[side] - rng.uniform(0.08, 0.3)
         surface = level + 0.12 * np.clip(1 - np.abs(ax) / a.width[side], 0, 1) ** 2
@@ -497,11 +509,12 @@ def _style(rng: np.random.Generator, image: np.ndarray, source: str) -> None:
 
 def _chest(
     rng: np.random.Generator, anatomy: _Anatomy, n: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Density of a chest without findings, at ``n`` x ``n``.
 
     Returns:
-        (density, lung margin (> 0 inside the lungs), soft lung mask ``edge`` in [0, 1], warped x, warped y).
+        (density, lung margin (> 0 inside the lungs), soft lung mask ``edge`` in [0, 1], the vessels'
+        share of the density, warped x, warped y).
     """
     a = anatomy
     x, y = _grid(n)
@@ -536,10 +549,11 @@ def _chest(
         hx, hy = a.hilum(side)
         density += 0.06 * np.exp(-(((x - hx) / 0.08) ** 2) - ((y - hy) / 0.06) ** 2)
     density -= 0.5 * edge * (0.5 + 0.5 * depth)  # the air in the lungs
-    density += edge * (rng.uniform(0.25, 0.35) * _vessels(rng, a, n) + 0.03 * _noise(rng, 40, n))
+    vessels = edge * rng.uniform(0.25, 0.35) * _vessels(rng, a, n)
+    density += vessels + edge * 0.03 * _noise(rng, 40, n)
     heel = rng.uniform(0, 2 * math.pi)  # uneven exposure across the film (anode heel, scatter grid)
     density += rng.uniform(0.0, 0.1) * (x * math.cos(heel) + (2 * y - 1) * math.sin(heel))
-    return density, lung_margin, edge, xw, yw
+    return density, lung_margin, edge, vessels, xw, yw
 
 
 def _expose(rng: np.random.Generator, density: np.ndarray, source: str) -> np.ndarray:
@@ -585,7 +599,7 @@ def render_case(
         raise DataError(f"phantom size must be >= {MIN_SIZE} pixels, got {size}")
     n = size // 2  # smooth parts are drawn at half resolution
     anatomy = _adjust_anatomy(rng, _Anatomy.draw(rng), kind)
-    density, lung_margin, edge, xw, yw = _chest(rng, anatomy, n)
+    density, lung_margin, edge, vessels, xw, yw = _chest(rng, anatomy, n)
     infection_field = None
     if kind == "covid":
         x, y = _grid(n)
@@ -598,7 +612,7 @@ def render_case(
         density += rng.uniform(0.12, 0.27) * cover * edge * texture
         infection_field = field - threshold
     else:
-        mimic = _mimic_opacity(rng, kind, anatomy, edge, xw, yw)
+        mimic = _mimic_opacity(rng, kind, anatomy, edge, vessels, xw, yw)
         if mimic is not None:
             density += mimic
 

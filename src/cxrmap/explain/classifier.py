@@ -11,9 +11,9 @@ Presets (:data:`PRESETS`):
 
 - ``paper``: 10 epochs, lr 1e-5, batch 32, the cache's input size (224 in the paper) — the paper's setting,
   meant for fine-tuning pretrained encoders on a GPU.
-- ``quick``: 4 epochs, lr 1e-3, batch 16, at most 128 x 128 inputs (the cache's images are downsampled
+- ``quick``: 2 epochs, lr 1e-3, batch 16, at most 128 x 128 inputs (the cache's images are downsampled
   when larger). Random-initialised encoders learn nothing useful in a few epochs at 1e-5; 1e-3 and small
-  inputs let one encoder learn a small phantom set in a minute or two on two CPU cores. Grad-CAM maps then
+  inputs let one encoder learn a small phantom set in half a minute on two CPU cores. Grad-CAM maps then
   come from a 4 x 4 feature grid (DenseNet-121, stride 32) and are coarse; pass the same ``input_size`` to
   :class:`~cxrmap.explain.gradcam.GradCAMExplainer` so it sees images as in training.
 
@@ -64,7 +64,7 @@ class ClassifierConfig:
 
 PRESETS: dict[str, ClassifierConfig] = {
     "paper": ClassifierConfig(),
-    "quick": ClassifierConfig(epochs=4, lr=1e-3, batch_size=16, input_size=128),
+    "quick": ClassifierConfig(epochs=2, lr=1e-3, batch_size=16, input_size=128),
 }
 """Named settings: ``paper`` as in Sec. III-A, ``quick`` for a CPU demonstration (see module docstring)."""
 

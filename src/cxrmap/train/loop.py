@@ -238,7 +238,10 @@ class _Run:
             lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)) if cosine else 1.0,
         )
         self.criterion = HybridLoss(
-            alpha=config.loss_alpha, gamma=config.loss_gamma, per_image=config.dice_per_image
+            alpha=config.loss_alpha,
+            gamma=config.loss_gamma,
+            smooth=config.dice_smooth,
+            per_image=config.dice_per_image,
         )
         self.network = self.model
         if context.distributed:
