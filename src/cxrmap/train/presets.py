@@ -89,8 +89,6 @@ class TrainConfig:
                 raise ModelError(f"{name} must be a positive whole number, got {value!r}")
         if not self.lr > 0:
             raise ModelError(f"learning rate must be positive, got {self.lr!r} (the paper uses 1e-4)")
-        if not self.dice_smooth > 0:
-            raise ModelError(f"dice_smooth must be positive, got {self.dice_smooth!r} (1 is usual)")
         if self.amp not in AMP_MODES:
             raise ModelError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
         if self.schedule not in SCHEDULES:
