@@ -122,8 +122,8 @@ def check_database(folder, confirmed: dict, drafts: dict) -> None:
                 if decision == "reject":
                     assert int(load_mask(folder, review.drawn_path).sum()) == pixels
             for token, seq in drafts.items():
-                if token in confirmed:
-                    continue
+                if token in confirmed or reviews[token].status == "done":
+                    continue  # submitted (the kill may have cut the reply): the submit consumed the draft
                 draft = session.get(Draft, reviews[token].id)
                 assert draft is not None and draft.seq >= seq, token
     finally:
