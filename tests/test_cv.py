@@ -66,8 +66,12 @@ def test_cv_runs_skips_and_resumes(manifest, tmp_path, monkeypatch):
     summary = result.summary[name]["segmentation"]
     mean = np.nanmean([m["segmentation"]["f1"] for m in result.fold_metrics[name]])
     assert summary["f1"] == pytest.approx(mean)
-    for role in ("segmentation", "detection", "confusion", "pr_curve", "roc_curve", "scores"):
+    for role in ("segmentation", "detection", "confusion", "pr_curve", "roc_curve", "scores", "subgroups"):
         assert result.files[role].is_file(), role
+    # the out-of-fold scores broken down by the phantom's control groups: each control counted once
+    subgroups = pd.read_csv(result.files["subgroups_csv"])
+    groups = subgroups[subgroups["column"] == "group"]
+    assert set(groups["value"]) == {"I", "II"} and groups["images"].sum() == 4
     done = json.loads((tmp_path / name / "fold-1" / "done.json").read_text())
     assert done["metrics"]["detection"]["images"] == 4
 

@@ -357,6 +357,17 @@ def run_study(options: StudyOptions, say: Callable[[str], None] = print) -> Stud
         ],
         "Classifiers: COVID-19 detection on the same test fold": pd.DataFrame(comparison["classifiers"]),
     }
+    figures = [
+        ("Fig. 6: pixel precision-recall over the threshold", cv.files["pr_curve"]),
+        ("Detection ROC (out-of-fold image scores)", cv.files["roc_curve"]),
+    ]
+    if "subgroups" in cv.files:
+        tables["Detection by subgroup (out-of-fold)"] = cv.files["subgroups"]
+        figures.append(("Detection by subgroup: share called COVID-19", cv.files["subgroups_plot"]))
+        summary_data["detection_by_subgroup"] = pd.read_csv(cv.files["subgroups_csv"]).to_dict("records")
+    figures.append(
+        ("Fig. 7: radiograph, ground truth, activation maps and infection map", comparison["grid"])
+    )
     report = write_report(
         out,
         ReportData(
@@ -364,11 +375,7 @@ def run_study(options: StudyOptions, say: Callable[[str], None] = print) -> Stud
             config={"options": {k: str(v) for k, v in asdict(options).items()}, "training": config.to_dict()},
             environment=environment_info(),
             tables=tables,
-            figures=[
-                ("Fig. 6: pixel precision-recall over the threshold", cv.files["pr_curve"]),
-                ("Detection ROC (out-of-fold image scores)", cv.files["roc_curve"]),
-                ("Fig. 7: radiograph, ground truth, activation maps and infection map", comparison["grid"]),
-            ],
+            figures=figures,
             gallery=gallery,
             timings=timings,
             notes=notes,

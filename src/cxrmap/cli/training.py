@@ -35,8 +35,9 @@ def _indices(manifest, fold: int | None, split: str | None, folds: int, seed: in
 
 
 def _print_tables(paths: dict, console) -> None:
-    for role in ("segmentation", "detection", "confusion"):
-        console.print(Path(paths[role]).read_text())
+    for role in ("segmentation", "detection", "confusion", "subgroups"):
+        if role in paths:
+            console.print(Path(paths[role]).read_text())
 
 
 def run_train(
@@ -138,7 +139,8 @@ def run_evaluate(
     from cxrmap.data.cache import build_cache
     from cxrmap.data.manifest import read_manifest
     from cxrmap.evaluate import evaluate_model, write_results
-    from cxrmap.evaluate.cv import scores_frame
+    from cxrmap.evaluate.cv import SUBGROUPS, scores_frame
+    from cxrmap.evaluate.subgroups import write_subgroups
     from cxrmap.fileio import write_text_atomic
     from cxrmap.train.checkpoint import load_model
     from cxrmap.train.distributed import resolve_device
@@ -162,9 +164,9 @@ def run_evaluate(
     )
     name = f"{meta['model']['arch']}-{meta['model']['encoder']}"
     paths = write_results(out, {name: (meta["model"], [evaluation])})
-    write_text_atomic(
-        out / "scores.csv", scores_frame(evaluation, cache.manifest, model=name).to_csv(index=False)
-    )
+    scores = scores_frame(evaluation, cache.manifest, model=name)
+    write_text_atomic(out / "scores.csv", scores.to_csv(index=False))
+    paths.update(write_subgroups(scores, cache.manifest, out / SUBGROUPS, evaluation.threshold))
     _print_tables(paths, Console())
     return evaluation
 

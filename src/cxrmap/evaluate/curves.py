@@ -16,16 +16,18 @@ import pandas as pd
 from cxrmap.fileio import write_bytes_atomic, write_text_atomic
 
 
-def _figure():
+def new_figure(size: tuple[float, float] = (5.5, 5), panels: int = 1):
+    """A matplotlib figure and its axes (an array of ``panels`` side by side if more than one), Agg."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=(5.5, 5), dpi=120)
+    return plt.subplots(1, panels, figsize=size, dpi=120)
 
 
-def _save(fig, png: Path) -> None:
+def save_figure(fig, png: Path) -> None:
+    """Write ``fig`` to ``png`` atomically and close it."""
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
@@ -47,7 +49,7 @@ def write_pr_curves(
     Returns:
         ``(png, csv)`` paths.
     """
-    fig, ax = _figure()
+    fig, ax = new_figure()
     frames = []
     for name, curve in curves.items():
         threshold, precision, recall = (np.asarray(curve[k]) for k in ("threshold", "precision", "recall"))
@@ -69,7 +71,7 @@ def write_pr_curves(
     if curves:
         ax.legend(loc="lower left", fontsize=8)
     png, csv = Path(png), Path(csv)
-    _save(fig, png)
+    save_figure(fig, png)
     table = (
         pd.concat(frames) if frames else pd.DataFrame(columns=["model", "threshold", "precision", "recall"])
     )
@@ -89,7 +91,7 @@ def write_roc_curves(
     Returns:
         ``(png, csv)`` paths.
     """
-    fig, ax = _figure()
+    fig, ax = new_figure()
     frames = []
     for name, curve in curves.items():
         ax.plot(curve["fpr"], curve["tpr"], label=f"{name} (AUC {curve['auc']:.4f})", linewidth=1.5)
@@ -110,7 +112,7 @@ def write_roc_curves(
     if curves:
         ax.legend(loc="lower right", fontsize=8)
     png, csv = Path(png), Path(csv)
-    _save(fig, png)
+    save_figure(fig, png)
     table = pd.concat(frames) if frames else pd.DataFrame(columns=["model", "threshold", "fpr", "tpr"])
     write_text_atomic(csv, table.to_csv(index=False, float_format="%.6g"))
     return png, csv

@@ -5,7 +5,9 @@ Table II), in its own folder ``OUT/<model>/fold-<k>/``. A fold that finished hol
 figures, its pixel histograms and per-image scores) and is skipped the next time; a fold cut off holds
 ``last.pt`` and is resumed where it stopped. The figures are then averaged over the folds (Tables I and
 III), the confusion matrices summed (Table IV), the pixel precision-recall curves (Fig. 6) and the ROC of
-the out-of-fold image scores drawn: see :func:`cxrmap.evaluate.write_results`.
+the out-of-fold image scores drawn: see :func:`cxrmap.evaluate.write_results`. The out-of-fold scores
+are kept (``scores.csv``) and broken down by the manifest's group, finding and source
+(``detection_subgroups``, :mod:`cxrmap.evaluate.subgroups`).
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ import pandas as pd
 
 from cxrmap.errors import ModelError
 from cxrmap.evaluate import Evaluation, evaluate_model, json_safe, summarise, write_results
+from cxrmap.evaluate.subgroups import write_subgroups
 from cxrmap.fileio import write_text_atomic
 from cxrmap.train.presets import TrainConfig, get_preset
 
 DONE = "done.json"
+SUBGROUPS = "detection_subgroups"
 
 
 @dataclass(frozen=True)
@@ -262,4 +266,5 @@ def run_cv(
     result.scores = pd.concat(scores, ignore_index=True) if scores else pd.DataFrame()
     result.files["scores"] = out_dir / "scores.csv"
     write_text_atomic(result.files["scores"], result.scores.to_csv(index=False, float_format="%.6g"))
+    result.files.update(write_subgroups(result.scores, cache.manifest, out_dir / SUBGROUPS, base.threshold))
     return result
