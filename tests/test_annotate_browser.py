@@ -309,7 +309,7 @@ def test_review_admin_and_dashboard_pages(annotate_server, tmp_path):
         admin.click("dialog button[type=submit]")
         assert "differ" in admin.locator("dialog .status").inner_text()
         admin.click("dialog button:has-text('Close')")
-        assert admin.locator("dialog").count() == 0
+        admin.locator("dialog").wait_for(state="detached", timeout=5000)  # removed on its "close" event
         admin.click("#projects tbody tr button")
         admin.wait_for_function("() => !document.getElementById('project-panel').hidden")
         assert "ward-3" in admin.locator("#project-title").inner_text()

@@ -48,6 +48,9 @@ def test_run_writes_summary_with_fractions_and_wall_time(run_dir):
         "covid": 16,
         "control": 16,
     }
+    # the 16 controls, half in each group, each counted once in the breakdown by group
+    groups = [row for row in summary["detection_by_subgroup"] if row["column"] == "group"]
+    assert {row["value"] for row in groups} == {"I", "II"} and sum(row["images"] for row in groups) == 16
     methods = [row["method"] for row in summary["localisation"]]
     assert methods == ["U-Net resnet18 infection map", "resnet18 Grad-CAM"]
     for row in summary["localisation"]:
@@ -66,7 +69,10 @@ def test_run_model_carries_its_provenance(run_dir):
 
 def test_run_report_is_self_contained_with_tables_and_pictures(run_dir):
     page = (run_dir / "report.html").read_text()
-    for heading in ("Table I", "Table III", "Table IV", "Localisation", "Fig. 7", "precision-recall"):
+    for heading in (
+        "Table I", "Table III", "Table IV", "Detection by subgroup", "Localisation", "Fig. 7",
+        "precision-recall",
+    ):  # fmt: skip
         assert heading in page
     parser = _Images()
     parser.feed(page)

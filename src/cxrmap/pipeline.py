@@ -347,11 +347,13 @@ def run_study(options: StudyOptions, say: Callable[[str], None] = print) -> Stud
             "Trained and evaluated on synthetic phantoms: these figures show the method works, "
             "not how it performs on patients."
         )
+    subgroups = "subgroups" in cv.files
     tables = {
         "Table I: segmentation": cv.files["segmentation"],
         "Table I (COVID-19 test images only)": cv.files["segmentation_covid"],
         "Table III: detection": cv.files["detection"],
         "Table IV: confusion matrix": cv.files["confusion"],
+        **({"Detection by subgroup (out-of-fold)": cv.files["subgroups"]} if subgroups else {}),
         "Localisation of the infection: infection map vs activation maps (COVID-19 test images)": comparison[
             "formatted"
         ],
@@ -360,14 +362,11 @@ def run_study(options: StudyOptions, say: Callable[[str], None] = print) -> Stud
     figures = [
         ("Fig. 6: pixel precision-recall over the threshold", cv.files["pr_curve"]),
         ("Detection ROC (out-of-fold image scores)", cv.files["roc_curve"]),
+        *([("Detection by subgroup: share called COVID-19", cv.files["subgroups_plot"])] * subgroups),
+        ("Fig. 7: radiograph, ground truth, activation maps and infection map", comparison["grid"]),
     ]
-    if "subgroups" in cv.files:
-        tables["Detection by subgroup (out-of-fold)"] = cv.files["subgroups"]
-        figures.append(("Detection by subgroup: share called COVID-19", cv.files["subgroups_plot"]))
+    if subgroups:
         summary_data["detection_by_subgroup"] = pd.read_csv(cv.files["subgroups_csv"]).to_dict("records")
-    figures.append(
-        ("Fig. 7: radiograph, ground truth, activation maps and infection map", comparison["grid"])
-    )
     report = write_report(
         out,
         ReportData(
