@@ -117,6 +117,8 @@ def test_bad_settings_raise_clear_errors(cache, phantom, tmp_path):
         train(TINY.replace(batch_size=1), cache, np.arange(12), out_dir=tmp_path / "d", progress=False)
     with pytest.raises(ModelError, match="positive"):
         TINY.replace(batch_size=0)
+    with pytest.raises(ModelError, match="lung_weight"):
+        TINY.replace(lung_weight=-0.5)
     assert not any(tmp_path.glob("*/last.pt"))
 
 
@@ -141,6 +143,15 @@ def test_no_lung_masks_gives_one_channel(phantom, tmp_path):
     cache = build_cache(phantom.assign(lung_mask_path=""), 64, cache_dir=tmp_path / "c", progress=False)
     result = train(TINY.replace(epochs=1), cache, np.arange(12), out_dir=tmp_path, progress=False)
     assert result.meta["channels"] == ["infection"] and result.meta["model"]["classes"] == 1
+
+
+def test_lung_weight_zero_leaves_the_lung_channel_untrained(cache, tmp_path):
+    config = TINY.replace(epochs=1, lung_weight=0.0)
+    result = train(config, cache, np.arange(12), out_dir=tmp_path, progress=False)
+    before, after = _untrained(config).state_dict(), _weights(result.model_path)
+    for key in ("head.weight", "head.bias"):  # output channels: 0 infection, 1 lung
+        assert not torch.equal(after[key][0], before[key][0])
+        assert torch.equal(after[key][1], before[key][1])  # no gradient reaches it, so Adam leaves it
 
 
 def test_torchrun_two_processes_write_one_checkpoint(phantom, tmp_path):

@@ -242,6 +242,7 @@ class _Run:
             gamma=config.loss_gamma,
             smooth=config.dice_smooth,
             per_image=config.dice_per_image,
+            channel_weights=(1.0, config.lung_weight)[: self.classes],
         )
         self.network = self.model
         if context.distributed:
