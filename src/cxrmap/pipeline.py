@@ -348,6 +348,7 @@ def run_study(options: StudyOptions, say: Callable[[str], None] = print) -> Stud
             "not how it performs on patients."
         )
     subgroups = "subgroups" in cv.files
+    subgroup_plot = ("Detection by subgroup: share called COVID-19", cv.files.get("subgroups_plot"))
     tables = {
         "Table I: segmentation": cv.files["segmentation"],
         "Table I (COVID-19 test images only)": cv.files["segmentation_covid"],
@@ -362,7 +363,7 @@ def run_study(options: StudyOptions, say: Callable[[str], None] = print) -> Stud
     figures = [
         ("Fig. 6: pixel precision-recall over the threshold", cv.files["pr_curve"]),
         ("Detection ROC (out-of-fold image scores)", cv.files["roc_curve"]),
-        *([("Detection by subgroup: share called COVID-19", cv.files["subgroups_plot"])] * subgroups),
+        *([subgroup_plot] if subgroups else []),
         ("Fig. 7: radiograph, ground truth, activation maps and infection map", comparison["grid"]),
     ]
     if subgroups:

@@ -74,8 +74,6 @@ def detection_by_subgroup(
         frame["value"] = manifest[column].astype(str).to_numpy()[index]
         known = frame[frame["value"] != ""]
         distinct = known.groupby("label")["value"].nunique()
-        if distinct.empty or distinct.max() < 2:
-            continue
         for (model, value, label), images in known.groupby(["model", "value", "label"], sort=True):
             if distinct[label] < 2:
                 continue
