@@ -1,6 +1,6 @@
 """The collaborative annotation workflow (paper Sec. II-B) on phantoms with simulated reviewers.
 
-Runs :func:`cxrmap.annotate.simulate.run_simulation` -- import, Stage I (networks in k-fold
+Runs :func:`cxrmap.serving.annotate.simulate.run_simulation` -- import, Stage I (networks in k-fold
 cross-validation on hurried "manual" masks), blinded reviews, Stage II (networks trained on the chosen
 masks), reviews, export, ``cxrmap index`` -- through the HTTP API with real training, and prints the mean
 Dice to the true phantom masks of (a) the degraded manual masks and (b) the final accepted masks, and the
@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cxrmap.annotate.simulate import SimulationConfig, run_simulation
+from cxrmap.serving.annotate.simulate import SimulationConfig, run_simulation
 
 
 def main() -> int:

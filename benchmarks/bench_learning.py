@@ -33,10 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from cxrmap.data.cache import build_cache
-    from cxrmap.data.phantom import generate
+    from cxrmap.data.phantom.shapes import generate
     from cxrmap.data.readers import index_dataset
     from cxrmap.data.splits import assign_folds, fold_indices
-    from cxrmap.evaluate import evaluate_model
+    from cxrmap.evaluate.evaluation import evaluate_model
     from cxrmap.train import get_preset, load_model, train
 
     config = get_preset("quick")

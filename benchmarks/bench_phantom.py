@@ -29,7 +29,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from cxrmap.data.io import read_image, read_mask
-from cxrmap.data.phantom import METADATA, generate, render_case
+from cxrmap.data.phantom.shapes import METADATA, generate, render_case
 
 SIZE = 256
 SEED = 2024

@@ -28,12 +28,12 @@ import httpx
 import numpy as np
 
 from cxrmap.data.io import read_image
-from cxrmap.data.phantom import generate
+from cxrmap.data.phantom.shapes import generate
 from cxrmap.models import create_model
-from cxrmap.predict import Predictor
-from cxrmap.train.checkpoint import save_checkpoint
+from cxrmap.models.checkpoint import save_checkpoint
+from cxrmap.predict.predictor import Predictor
+from cxrmap.serving.demo.app import create_app, serve_in_background
 from cxrmap.train.presets import PRESETS
-from cxrmap.web.app import create_app, serve_in_background
 
 
 def percentile(values: list[float], q: float) -> float:

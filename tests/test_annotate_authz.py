@@ -14,11 +14,11 @@ from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 from starlette.routing import Mount, Route  # noqa: E402
 
-from cxrmap.annotate import auth  # noqa: E402
-from cxrmap.annotate.app import create_app  # noqa: E402
-from cxrmap.annotate.db import Candidate, Image, Job  # noqa: E402
-from cxrmap.annotate.masks import encode_rle  # noqa: E402
-from cxrmap.annotate.simulate import ApiClient  # noqa: E402
+from cxrmap.serving.annotate import auth  # noqa: E402
+from cxrmap.serving.annotate.app import create_app  # noqa: E402
+from cxrmap.serving.annotate.db import Candidate, Image, Job  # noqa: E402
+from cxrmap.serving.annotate.masks import encode_rle  # noqa: E402
+from cxrmap.serving.annotate.simulate import ApiClient  # noqa: E402
 from test_annotate_support import add_users, fake_trainer, setup_project, tiny_data, user_id  # noqa: E402
 
 BASE = "http://127.0.0.1"
@@ -315,7 +315,7 @@ def test_cookie_flags_logout_and_deactivation(tmp_path):
     )
     assert refused.status_code == 409
     # the session table holds keyed hashes, not the cookie values
-    from cxrmap.annotate.db import AuthSession
+    from cxrmap.serving.annotate.db import AuthSession
 
     raw = proxied.cookies.get("cxrmap_session")
     with app.state.annotate.db.session() as session:

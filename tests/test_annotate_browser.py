@@ -67,9 +67,9 @@ def annotate_server(tmp_path_factory):
     """A running annotation server with one project in Stage I review (3 networks), an admin, a reviewer."""
     import httpx
 
-    from cxrmap.annotate.app import create_app
-    from cxrmap.annotate.simulate import ApiClient
-    from cxrmap.web.app import serve_in_background
+    from cxrmap.serving.annotate.app import create_app
+    from cxrmap.serving.annotate.simulate import ApiClient
+    from cxrmap.serving.demo.app import serve_in_background
     from test_annotate_support import add_users, setup_project  # tests/ is on sys.path (rootdir conftest)
 
     root = tmp_path_factory.mktemp("annotate")
@@ -166,7 +166,7 @@ def test_review_admin_and_dashboard_pages(annotate_server, tmp_path):
     from PIL import Image
     from sqlalchemy import select
 
-    from cxrmap.annotate.db import Candidate, Review
+    from cxrmap.serving.annotate.db import Candidate, Review
 
     url, srv = annotate_server["url"], annotate_server["srv"]
     admin_user, reviewer_user = annotate_server["admin"], annotate_server["reviewer"]

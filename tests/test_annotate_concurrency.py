@@ -25,11 +25,11 @@ httpx = pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
-from cxrmap.annotate.app import create_app  # noqa: E402
-from cxrmap.annotate.db import Accepted, Draft, Image, Review  # noqa: E402
-from cxrmap.annotate.masks import encode_rle  # noqa: E402
-from cxrmap.annotate.simulate import ApiClient  # noqa: E402
-from cxrmap.web.app import serve_in_background  # noqa: E402
+from cxrmap.serving.annotate.app import create_app  # noqa: E402
+from cxrmap.serving.annotate.db import Accepted, Draft, Image, Review  # noqa: E402
+from cxrmap.serving.annotate.masks import encode_rle  # noqa: E402
+from cxrmap.serving.annotate.simulate import ApiClient  # noqa: E402
+from cxrmap.serving.demo.app import serve_in_background  # noqa: E402
 from test_annotate_support import add_users, fake_trainer, setup_project, tiny_data  # noqa: E402
 
 REVIEWERS = 8

@@ -21,15 +21,15 @@ httpx = pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
-from cxrmap.annotate.app import create_app  # noqa: E402
-from cxrmap.annotate.db import Accepted, Database, Draft, Review, default_url  # noqa: E402
-from cxrmap.annotate.masks import encode_rle, load_mask  # noqa: E402
-from cxrmap.annotate.simulate import ApiClient  # noqa: E402
+from cxrmap.serving.annotate.app import create_app  # noqa: E402
+from cxrmap.serving.annotate.db import Accepted, Database, Draft, Review, default_url  # noqa: E402
+from cxrmap.serving.annotate.masks import encode_rle, load_mask  # noqa: E402
+from cxrmap.serving.annotate.simulate import ApiClient  # noqa: E402
 from test_annotate_support import add_users, fake_trainer, setup_project, tiny_data  # noqa: E402
 
 SERVER = """
 import sys, uvicorn
-from cxrmap.annotate.app import create_app
+from cxrmap.serving.annotate.app import create_app
 app = create_app(sys.argv[1], fast_hash=True, worker=False)
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 """

@@ -14,9 +14,9 @@ pytest.importorskip("argon2")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from cxrmap.annotate.simulate import SimulationConfig, run_simulation  # noqa: E402
 from cxrmap.cli import app as cli_app  # noqa: E402
 from cxrmap.data.manifest import read_manifest  # noqa: E402
+from cxrmap.serving.annotate.simulate import SimulationConfig, run_simulation  # noqa: E402
 from test_annotate_support import fake_trainer  # noqa: E402
 
 

@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("argon2")
 
-from cxrmap.annotate.simulate import SimulationConfig, run_simulation  # noqa: E402
+from cxrmap.serving.annotate.simulate import SimulationConfig, run_simulation  # noqa: E402
 
 
 @pytest.mark.slow

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrmap.annotate import auth
-from cxrmap.annotate.simulate import ApiClient, SimulationConfig, degrade_mask, make_data
 from cxrmap.data.io import read_mask
+from cxrmap.serving.annotate import auth
+from cxrmap.serving.annotate.simulate import ApiClient, SimulationConfig, degrade_mask, make_data
 
 NETWORKS_1 = "unet:resnet18,unetplusplus:resnet18,dla:resnet18"
 NETWORKS_2 = "unet:resnet18,unetplusplus:resnet18,dla:resnet18,unet:mobilenet_v2,dla:mobilenet_v2"
@@ -54,7 +54,7 @@ def add_users(app, reviewers: int = 2) -> dict[str, str]:
 def user_id(app, username: str) -> int:
     from sqlalchemy import select
 
-    from cxrmap.annotate.db import User
+    from cxrmap.serving.annotate.db import User
 
     with app.state.annotate.db.session() as session:
         return session.scalar(select(User.id).where(User.username == username))

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxrmap.annotate.auth import RateLimiter
-from cxrmap.annotate.masks import MaskError, decode_mask_upload, decode_rle, dice, encode_rle
-from cxrmap.annotate.simulate import degrade_mask, draw_mask
-from cxrmap.annotate.stats import fleiss_kappa, position_bias
-from cxrmap.annotate.workflow import _labels, decide
+from cxrmap.serving.annotate.auth import RateLimiter
+from cxrmap.serving.annotate.masks import MaskError, decode_mask_upload, decode_rle, dice, encode_rle
+from cxrmap.serving.annotate.simulate import degrade_mask, draw_mask
+from cxrmap.serving.annotate.stats import fleiss_kappa, position_bias
+from cxrmap.serving.annotate.workflow import _labels, decide
 
 
 def test_rle_round_trip_and_checks():
@@ -133,7 +133,7 @@ def test_simulated_hands():
 
 def test_rate_limiter_counts_failures_in_a_window(monkeypatch):
     now = [1000.0]
-    monkeypatch.setattr("cxrmap.annotate.auth.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("cxrmap.serving.annotate.auth.time.monotonic", lambda: now[0])
     limiter = RateLimiter({"user": 2, "ip": 3}, window=60)
     keys = ["user:a", "ip:1.2.3.4"]
     assert limiter.retry_after(keys) == 0
@@ -152,7 +152,7 @@ def test_cxrmap_trainer_trains_and_predicts_masks(tmp_path):
     """One real (tiny) training job: 6 phantoms at 64 px, 1 epoch; masks come back at each image's size."""
     import torch
 
-    from cxrmap.annotate.training import Network, TrainTask, cxrmap_trainer, parse_training
+    from cxrmap.serving.annotate.training import Network, TrainTask, cxrmap_trainer, parse_training
     from test_annotate_support import tiny_data
 
     images_dir, _, truths, _ = tiny_data(tmp_path / "data", n_images=6, manual_share=0.5)

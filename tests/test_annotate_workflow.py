@@ -23,9 +23,10 @@ from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import select, update  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from cxrmap.annotate import auth  # noqa: E402
-from cxrmap.annotate.app import create_app  # noqa: E402
-from cxrmap.annotate.db import (  # noqa: E402
+from cxrmap.cli import app as cli_app  # noqa: E402
+from cxrmap.serving.annotate import auth  # noqa: E402
+from cxrmap.serving.annotate.app import create_app  # noqa: E402
+from cxrmap.serving.annotate.db import (  # noqa: E402
     Accepted,
     AuthSession,
     Candidate,
@@ -37,10 +38,9 @@ from cxrmap.annotate.db import (  # noqa: E402
     default_url,
     utcnow,
 )
-from cxrmap.annotate.masks import encode_rle  # noqa: E402
-from cxrmap.annotate.simulate import ApiClient  # noqa: E402
-from cxrmap.cli import app as cli_app  # noqa: E402
-from cxrmap.web.security import SECURITY_HEADERS  # noqa: E402
+from cxrmap.serving.annotate.masks import encode_rle  # noqa: E402
+from cxrmap.serving.annotate.simulate import ApiClient  # noqa: E402
+from cxrmap.serving.http.security import SECURITY_HEADERS  # noqa: E402
 from test_annotate_support import (  # noqa: E402
     NETWORKS_2,
     add_users,
@@ -219,7 +219,7 @@ def test_blinding_nothing_sent_to_a_reviewer_reveals_an_origin(server):
 
 
 def test_candidate_order_is_shuffled_per_review_and_kept(server):
-    from cxrmap.annotate.workflow import next_review
+    from cxrmap.serving.annotate.workflow import next_review
     from test_annotate_support import user_id
 
     app, admin, users, project_id = server
@@ -420,7 +420,7 @@ def test_jobs_survive_a_restart_and_can_be_cancelled(tmp_path, data):
         )
         wait_job(admin, answer["job"])
     # the server died while a Stage I job ran: the job is 'running' in the database
-    from cxrmap.annotate import jobs, workflow
+    from cxrmap.serving.annotate import jobs, workflow
 
     params = workflow.stage_params(
         db, answer["project"]["id"], 1, {"networks": "unet:resnet18", "folds": 2, "training": {"size": 64}}
@@ -572,7 +572,7 @@ def test_cli_create_user_import_status_export(tmp_path, data):
     assert answer.exit_code != 0
     db = Database(default_url(folder))
     hasher = auth.make_hasher()
-    from cxrmap.annotate.db import User
+    from cxrmap.serving.annotate.db import User
 
     with db.session() as session:
         stored = session.scalars(select(User)).one()

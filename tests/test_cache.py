@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from cxrmap.core.errors import DataError
 from cxrmap.data import io
 from cxrmap.data.cache import build_cache
 from cxrmap.data.manifest import normalise_manifest
-from cxrmap.errors import DataError
 
 SIZE = 32
 

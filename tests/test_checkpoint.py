@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from cxrmap.errors import CheckpointError
+from cxrmap.core.errors import CheckpointError
 from cxrmap.models import create_model
-from cxrmap.train.checkpoint import (
+from cxrmap.models.checkpoint import (
     check_same_model,
     load_checkpoint,
     load_model,

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrmap.errors import ModelError
-from cxrmap.evaluate.cv import ModelSpec, model_specs, run_cv
+from cxrmap.core.errors import ModelError
+from cxrmap.study.cv import ModelSpec, model_specs, run_cv
 from cxrmap.train import get_preset
 
 TINY = get_preset("quick").replace(encoder="resnet18", size=64, batch_size=4, epochs=1, lr=3e-3, amp="off")
@@ -18,7 +18,7 @@ TINY = get_preset("quick").replace(encoder="resnet18", size=64, batch_size=4, ep
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory):
     from cxrmap.data.manifest import write_manifest
-    from cxrmap.data.phantom import generate
+    from cxrmap.data.phantom.shapes import generate
     from cxrmap.data.readers import index_dataset
 
     root = tmp_path_factory.mktemp("phantom")

@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from cxrmap.core.errors import DataError
 from cxrmap.data.cache import build_cache
 from cxrmap.data.dataset import SegmentationDataset
 from cxrmap.data.manifest import normalise_manifest
-from cxrmap.errors import DataError
 
 SIZE = 32
 

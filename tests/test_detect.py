@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxrmap.detect import image_score, is_covid
-from cxrmap.errors import DataError
+from cxrmap.core.errors import DataError
+from cxrmap.predict.detect import image_score, is_covid
 
 
 def one_hot_map(value: float, dtype=np.float32) -> np.ndarray:

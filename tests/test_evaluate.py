@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrmap.evaluate import Evaluation, summarise, write_results
 from cxrmap.evaluate.detection import DetectionAccumulator
+from cxrmap.evaluate.evaluation import Evaluation, summarise, write_results
 from cxrmap.evaluate.segmentation import PixelAccumulator, histogram_auc, interval_sizes, pr_curve
 from cxrmap.evaluate.tables import format_value
 
@@ -160,7 +160,7 @@ def test_evaluate_model_with_constant_network():
     import torch
 
     from cxrmap.data.cache import ImageCache
-    from cxrmap.evaluate import evaluate_model
+    from cxrmap.evaluate.evaluation import evaluate_model
 
     class Constant(torch.nn.Module):
         """Probability 0.73 on pixels brighter than mid-grey, 0.27 elsewhere."""
@@ -191,8 +191,8 @@ def test_evaluate_model_with_constant_network():
 def test_predict_probabilities_is_the_sigmoid_of_the_logits():
     import torch
 
-    from cxrmap.errors import DataError
-    from cxrmap.inference import predict_probabilities
+    from cxrmap.core.errors import DataError
+    from cxrmap.predict.inference import predict_probabilities
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.BatchNorm2d(2)).train()

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from cxrmap.core.errors import CheckpointError, DataError, ModelError
 from cxrmap.data.cache import ImageCache
-from cxrmap.errors import CheckpointError, DataError, ModelError
 from cxrmap.explain import (
     ClassifierConfig,
     GradCAMExplainer,
@@ -25,7 +25,7 @@ from cxrmap.explain import (
     localisation_table,
     train_classifier,
 )
-from cxrmap.explain.classifier import resolve_config
+from cxrmap.train.classifier import resolve_config
 
 
 class MeanClassifier(nn.Module):
@@ -301,7 +301,7 @@ def test_classifier_learns_a_separable_toy_set(tmp_path, small_classifier_factor
 
 
 def test_load_classifier_rejects_other_checkpoints(tmp_path):
-    from cxrmap.train.checkpoint import save_checkpoint
+    from cxrmap.models.checkpoint import save_checkpoint
 
     path = save_checkpoint(tmp_path / "model.pt", {"model": {}, "meta": {"model": {"arch": "unet"}}})
     with pytest.raises(CheckpointError, match="not a classifier checkpoint"):

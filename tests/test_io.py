@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxrmap.data import io
+from cxrmap.core.errors import DataError
+from cxrmap.data import io, limits
 from cxrmap.data.dicom import check_dicom_header, read_dicom
-from cxrmap.errors import DataError
 
 # ------------------------------------------------------------------------------------------- helpers
 
@@ -142,7 +142,7 @@ def test_decompression_bomb_refused_from_the_header(tmp_path, monkeypatch):
         io.read_image(small)
     monkeypatch.setenv("CXRMAP_MAX_PIXELS", "lots")
     with pytest.raises(DataError, match="not a positive integer"):
-        io.max_pixel_limit()
+        limits.max_pixel_limit()
 
 
 def test_read_mask_binarises_and_accepts_zero_one_masks(tmp_path):

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cxrmap.errors import DataError, ModelError
-from cxrmap.losses import HybridLoss
+from cxrmap.core.errors import DataError, ModelError
+from cxrmap.train.losses import HybridLoss
 
 LOGITS = [[0.0, 2.0], [-1.0, 3.0]]
 TARGET = [[1.0, 0.0], [0.0, 1.0]]

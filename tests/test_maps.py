@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxrmap.errors import DataError
-from cxrmap.maps import DISPLAY_FLOOR, colorbar, infection_map, save_png
+from cxrmap.core.errors import DataError
+from cxrmap.core.images import save_png
+from cxrmap.predict.maps import DISPLAY_FLOOR, colorbar, infection_map
 
 
 def reference_map(cxr: np.ndarray, prob: np.ndarray, floor: float) -> np.ndarray:

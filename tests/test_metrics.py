@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from cxrmap.errors import DataError
-from cxrmap.metrics import METRICS, ConfusionCounter, binary_metrics, confidence_interval, fbeta
+from cxrmap.core.errors import DataError
+from cxrmap.evaluate.metrics import METRICS, ConfusionCounter, binary_metrics, confidence_interval, fbeta
 
 
 def test_binary_metrics_by_hand():

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from cxrmap.errors import ModelError
+from cxrmap.core.errors import ModelError
 from cxrmap.models import (
     ARCHS,
     ENCODERS,

@@ -12,7 +12,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cxrmap.cli import app
-from cxrmap.data.phantom import (
+from cxrmap.core.errors import DataError
+from cxrmap.data.phantom.shapes import (
     FINDINGS,
     KINDS,
     SOURCES,
@@ -23,7 +24,6 @@ from cxrmap.data.phantom import (
     plan,
     render_case,
 )
-from cxrmap.errors import DataError
 
 G2 = "Control_Group/Control_Group_II/CHESTXRAY-14"
 

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cxrmap.cli import app
-from cxrmap.train.checkpoint import load_model
+from cxrmap.models.checkpoint import load_model
 
 TINY = [
     "--n-covid", "16", "--n-control", "16", "--folds", "2", "--epochs", "1", "--size", "64",

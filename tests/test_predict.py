@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 
 from cxrmap.cli import app
 from cxrmap.cli.predict import output_names
+from cxrmap.core.errors import CheckpointError, DataError
 from cxrmap.data.io import read_image
-from cxrmap.errors import CheckpointError, DataError
-from cxrmap.predict import FIELDS, NO_LUNG_CHANNEL, Prediction, Predictor, latest_model
-from cxrmap.severity import REGIONS
+from cxrmap.predict.predictor import FIELDS, NO_LUNG_CHANNEL, Prediction, Predictor, latest_model
+from cxrmap.predict.severity import REGIONS
 
 SIZE = 64
 
@@ -26,7 +26,7 @@ SIZE = 64
 def checkpoint(tmp_path_factory) -> Path:
     """A random-weight U-Net/ResNet-18 with infection and lung channels, saved as a real checkpoint."""
     from cxrmap.models import create_model
-    from cxrmap.train.checkpoint import save_checkpoint
+    from cxrmap.models.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = create_model("unet", "resnet18", classes=2)

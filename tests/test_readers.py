@@ -13,6 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cxrmap.cli import index as index_cli
+from cxrmap.core.errors import DataError
 from cxrmap.data.manifest import COLUMNS, read_manifest
 from cxrmap.data.readers import (
     LAYOUTS,
@@ -21,7 +22,6 @@ from cxrmap.data.readers import (
     index_files,
     index_folder_pair,
 )
-from cxrmap.errors import DataError
 from test_io import png_declaring, write_dicom
 
 SIZE = 32

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cxrmap.errors import DataError
+from cxrmap.core.errors import DataError
 from cxrmap.report import ReportData, as_table, environment_info, write_report
 from cxrmap.report.html import format_seconds
 

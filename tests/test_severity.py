@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cxrmap.core.errors import DataError
 from cxrmap.data.io import read_mask
-from cxrmap.errors import DataError
-from cxrmap.severity import REGIONS, ZONES, lung_zones, severity, split_lungs
+from cxrmap.predict.severity import REGIONS, ZONES, lung_zones, severity, split_lungs
 
 
 def two_lungs() -> np.ndarray:

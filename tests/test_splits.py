@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cxrmap.core.errors import DataError
 from cxrmap.data.augment import balanced_counts
 from cxrmap.data.manifest import normalise_manifest
 from cxrmap.data.splits import assign_folds, fold_indices, group2_split, split_indices
-from cxrmap.errors import DataError
 
 
 def _manifest(n_covid: int, n_control: int) -> pd.DataFrame:

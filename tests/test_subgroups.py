@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from cxrmap.errors import DataError
+from cxrmap.core.errors import DataError
 from cxrmap.evaluate.subgroups import detection_by_subgroup, write_subgroups
 
 

@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 import torch
 
+from cxrmap.core.errors import CheckpointError, DataError, ModelError
 from cxrmap.data.cache import build_cache
-from cxrmap.errors import CheckpointError, DataError, ModelError
+from cxrmap.evaluate.evaluation import validation
+from cxrmap.models.checkpoint import META_KEYS
 from cxrmap.train import get_preset, load_checkpoint, load_model, train
-from cxrmap.train.checkpoint import META_KEYS
 from cxrmap.train.distributed import EpochPlan
 
 TINY = get_preset("quick").replace(
@@ -26,7 +27,7 @@ TINY = get_preset("quick").replace(
 @pytest.fixture(scope="module")
 def phantom(tmp_path_factory):
     """A dozen 64 px phantom images (6 COVID-19, 6 controls) with lung masks, and their manifest."""
-    from cxrmap.data.phantom import generate
+    from cxrmap.data.phantom.shapes import generate
     from cxrmap.data.readers import index_dataset
 
     root = generate(
@@ -57,7 +58,7 @@ def test_epoch_plan_shards_like_distributed_sampler():
 def test_resume_after_kill_equals_uninterrupted(cache, tmp_path):
     config = dataclasses.replace(TINY, deterministic=True, augment=True)  # augmentations replay exactly too
     rows = np.array([0, 1, 2, 3, 6, 7])  # 4 controls, 2 COVID-19 (repeated to 4 by balancing)
-    whole = train(config, cache, rows, [8, 9], tmp_path / "whole", progress=False)
+    whole = train(config, cache, rows, validation(cache, [8, 9]), tmp_path / "whole", progress=False)
 
     class Killed(Exception):
         pass
@@ -67,10 +68,20 @@ def test_resume_after_kill_equals_uninterrupted(cache, tmp_path):
             raise Killed
 
     with pytest.raises(Killed):
-        train(config, cache, rows, [8, 9], tmp_path / "cut", progress=False, on_epoch_end=kill)
+        train(
+            config,
+            cache,
+            rows,
+            validation(cache, [8, 9]),
+            tmp_path / "cut",
+            progress=False,
+            on_epoch_end=kill,
+        )
     assert load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 1
     assert not (tmp_path / "cut" / "model.pt").exists()
-    resumed = train(config, cache, rows, [8, 9], tmp_path / "cut", resume=True, progress=False)
+    resumed = train(
+        config, cache, rows, validation(cache, [8, 9]), tmp_path / "cut", resume=True, progress=False
+    )
 
     a, b = _weights(whole.model_path), _weights(resumed.model_path)
     assert a.keys() == b.keys()
@@ -92,7 +103,9 @@ def test_resume_after_kill_equals_uninterrupted(cache, tmp_path):
 
 
 def test_checkpoint_metadata(cache, tmp_path):
-    result = train(TINY.replace(epochs=1), cache, np.arange(12), [0, 11], tmp_path, progress=False)
+    result = train(
+        TINY.replace(epochs=1), cache, np.arange(12), validation(cache, [0, 11]), tmp_path, progress=False
+    )
     model, meta = load_model(result.model_path)
     assert set(META_KEYS) <= set(meta)
     assert meta["channels"] == ["infection", "lung"] and meta["model"]["classes"] == 2
@@ -179,7 +192,7 @@ def test_torchrun_two_processes_write_one_checkpoint(phantom, tmp_path):
 @pytest.mark.slow
 def test_tiny_model_learns(cache, tmp_path):
     """U-Net + ResNet-18 at 64 px on 6 phantom COVID-19 images: the loss falls, infected pixels are learnt."""
-    from cxrmap.evaluate import evaluate_model
+    from cxrmap.evaluate.evaluation import evaluate_model
 
     covid = np.flatnonzero(cache.manifest["label"].to_numpy() == "covid")
     config = TINY.replace(epochs=20, batch_size=3, schedule="cosine")

@@ -20,8 +20,8 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from cxrmap.web.app import create_app, serve_in_background  # noqa: E402
-from cxrmap.web.security import SECURITY_HEADERS, check_upload, jpeg_size, png_size  # noqa: E402
+from cxrmap.serving.demo.app import create_app, serve_in_background  # noqa: E402
+from cxrmap.serving.http.security import SECURITY_HEADERS, check_upload, jpeg_size, png_size  # noqa: E402
 
 MAX_UPLOAD = 2 * 2**20
 MAX_PIXELS = 4_000_000
@@ -34,7 +34,7 @@ def write_tiny_checkpoint(path: Path, data_kind: str = "phantom") -> Path:
     import torch
 
     from cxrmap.models import create_model
-    from cxrmap.train.checkpoint import save_checkpoint
+    from cxrmap.models.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = create_model("unet", "resnet18", weights=None, classes=2)
@@ -79,14 +79,14 @@ def client(app):
 
 @pytest.fixture(scope="module")
 def predictor(checkpoint):
-    from cxrmap.predict import Predictor
+    from cxrmap.predict.predictor import Predictor
 
     return Predictor.from_checkpoint(checkpoint)
 
 
 @pytest.fixture(scope="module")
 def phantom_images(tmp_path_factory) -> list[Path]:
-    from cxrmap.data.phantom import generate
+    from cxrmap.data.phantom.shapes import generate
 
     out = tmp_path_factory.mktemp("phantom")
     root = generate(out, n_covid=1, n_control=1, size=96, seed=3, progress=False)
@@ -202,7 +202,7 @@ def assert_same_as_predictor(body: dict, image: np.ndarray, predictor) -> None:
     cxr = decode_data_uri(body["cxr_png"])
     assert cxr.size == (width, height) and cxr.mode == "L"
     np.testing.assert_array_equal(np.asarray(cxr), image)
-    from cxrmap.maps import infection_map
+    from cxrmap.predict.maps import infection_map
 
     np.testing.assert_array_equal(np.asarray(overlay), infection_map(image, expected.prob))
 
@@ -304,7 +304,7 @@ def test_body_limit_stops_reading_when_the_cap_is_crossed():
     """ASGI level: the body is read chunk by chunk and reading stops at the first chunk over the cap."""
     import asyncio
 
-    from cxrmap.web.security import BodySizeLimitMiddleware
+    from cxrmap.serving.http.security import BodySizeLimitMiddleware
 
     chunk, cap = 1000, 4500
     consumed, sent = [], []
@@ -473,7 +473,7 @@ def test_default_model_is_the_latest_run_and_cli_says_so(tmp_path, monkeypatch, 
     from typer.testing import CliRunner
 
     from cxrmap.cli import app as cli
-    from cxrmap.errors import CheckpointError
+    from cxrmap.core.errors import CheckpointError
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(CheckpointError, match="cxrmap run"):

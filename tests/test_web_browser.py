@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from browser_support import launch_chromium, playwright_or_skip
-from cxrmap.web.app import create_app, serve_in_background
+from cxrmap.serving.demo.app import create_app, serve_in_background
 from test_web_api import write_tiny_checkpoint  # tests/ is on sys.path (rootdir conftest, no package)
 
 pytestmark = pytest.mark.browser
@@ -41,7 +41,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def phantom_png(tmp_path_factory) -> Path:
-    from cxrmap.data.phantom import generate
+    from cxrmap.data.phantom.shapes import generate
 
     root = generate(
         tmp_path_factory.mktemp("phantom"), n_covid=1, n_control=0, size=192, seed=5, progress=False

@@ -8,7 +8,7 @@ import hashlib
 import pytest
 import torch
 
-from cxrmap.errors import ModelError
+from cxrmap.core.errors import ModelError
 from cxrmap.models import WEIGHTS, create_classifier, create_model
 from cxrmap.models.weights import ENV_WEIGHTS_DIR
 

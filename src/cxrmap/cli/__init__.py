@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from cxrmap.errors import CxrmapError
+from cxrmap.core.errors import CxrmapError
 
 COMMAND_MODULES = ("phantom", "index", "models", "training", "pipeline", "predict", "serve", "annotate")
 

@@ -26,7 +26,7 @@ BACKGROUND = typer.Option(
 
 
 def _open(project: Path, db: str | None):
-    from cxrmap.annotate.db import Database, default_url
+    from cxrmap.serving.annotate.db import Database, default_url
 
     project.mkdir(parents=True, exist_ok=True)
     return Database(db or default_url(project))
@@ -35,8 +35,8 @@ def _open(project: Path, db: str | None):
 def _project_id(database, name: str) -> int:
     from sqlalchemy import select
 
-    from cxrmap.annotate.db import Project
-    from cxrmap.errors import DataError
+    from cxrmap.core.errors import DataError
+    from cxrmap.serving.annotate.db import Project
 
     with database.session() as session:
         found = session.scalar(select(Project.id).where(Project.name == name))
@@ -50,9 +50,9 @@ def _project_id(database, name: str) -> int:
 
 def _run(database, project: Path, job_id: int, background: bool) -> dict:
     """Run the queued job now (unless ``background``), printing its progress; raise if it failed."""
-    from cxrmap.annotate import jobs
-    from cxrmap.annotate.training import cxrmap_trainer
-    from cxrmap.errors import CxrmapError
+    from cxrmap.core.errors import CxrmapError
+    from cxrmap.serving.annotate import jobs
+    from cxrmap.serving.annotate.training import cxrmap_trainer
 
     if background:
         typer.echo(f"queued job {job_id}; the server's worker will run it (see `cxrmap annotate status`)")
@@ -107,8 +107,8 @@ def register(app: typer.Typer) -> None:
         """
         import uvicorn
 
-        from cxrmap.annotate.app import create_app
         from cxrmap.cli.serve import _is_loopback, _loopback_names
+        from cxrmap.serving.annotate.app import create_app
 
         application = create_app(
             project,
@@ -140,7 +140,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Create an account; the password comes from a hidden prompt or stdin, never from an argument."""
-        from cxrmap.annotate import auth
+        from cxrmap.serving.annotate import auth
 
         database = _open(project, db)
         auth.load_or_create_secret(project)
@@ -163,8 +163,8 @@ def register(app: typer.Typer) -> None:
         background: bool = BACKGROUND,
     ) -> None:
         """Create a project from a folder (--images [--masks]) or a QaTa-COV19-style tree (--tree)."""
-        from cxrmap.annotate import jobs, projects
-        from cxrmap.errors import DataError
+        from cxrmap.core.errors import DataError
+        from cxrmap.serving.annotate import jobs, projects
 
         if (images is None) == (tree is None):
             raise DataError("give either --images DIR (with optional --masks DIR) or --tree ROOT")
@@ -198,7 +198,7 @@ def register(app: typer.Typer) -> None:
         seed,
         background,
     ) -> None:
-        from cxrmap.annotate import jobs, workflow
+        from cxrmap.serving.annotate import jobs, workflow
 
         database = _open(project, db)
         project_id = _project_id(database, name)
@@ -284,8 +284,8 @@ def register(app: typer.Typer) -> None:
 
         from sqlalchemy import select
 
-        from cxrmap.annotate import stats
-        from cxrmap.annotate.db import Project
+        from cxrmap.serving.annotate import stats
+        from cxrmap.serving.annotate.db import Project
 
         database = _open(project, db)
         with database.session() as session:
@@ -317,7 +317,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="New folder for the QaTa-COV19-style export."),
     ) -> None:
         """Export the accepted masks (QaTa-COV19-v1/{Images,Ground-truths}) and provenance.csv (manifest)."""
-        from cxrmap.annotate.export import export_project
+        from cxrmap.serving.annotate.export import export_project
 
         database = _open(project, db)
         result = export_project(database, project, _project_id(database, name), out)
@@ -363,7 +363,7 @@ def register(app: typer.Typer) -> None:
         reviewed by both (the dashboard's agreement figures).
         simulation.json reports manual_dice, final_dice, machine_share_stage1, machine_share_stage2.
         """
-        from cxrmap.annotate.simulate import SimulationConfig, run_simulation
+        from cxrmap.serving.annotate.simulate import SimulationConfig, run_simulation
 
         config = SimulationConfig(
             n_images=images,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cxrmap.errors import DataError
+from cxrmap.core.errors import DataError
 
 SHOWN = 20
 """Skipped files and warnings printed before "... and N more" (``--show-all`` prints every one)."""

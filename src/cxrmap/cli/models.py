@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cxrmap.errors import CxrmapError
+from cxrmap.core.errors import CxrmapError
 
 _COLUMNS = (
     ("arch", "Model"),

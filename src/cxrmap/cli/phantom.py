@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         """Write phantom chest X-rays in the QaTa-COV19 layout, with infection and lung masks."""
         import pandas as pd
 
-        from cxrmap.data.phantom import METADATA, generate
+        from cxrmap.data.phantom.shapes import METADATA, generate
 
         root = generate(
             out,

@@ -1,4 +1,4 @@
-"""``cxrmap run``: the whole study, end to end (:mod:`cxrmap.pipeline`)."""
+"""``cxrmap run``: the whole study, end to end (:mod:`cxrmap.study.run`)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
         """
         from rich.console import Console
 
-        from cxrmap.pipeline import StudyOptions, run_study
+        from cxrmap.study.run import StudyOptions, run_study
 
         console = Console(stderr=True)
         run_dir = out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")

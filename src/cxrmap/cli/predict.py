@@ -10,8 +10,8 @@ from pathlib import Path
 
 import typer
 
-from cxrmap.errors import DataError
-from cxrmap.maps import DISPLAY_FLOOR
+from cxrmap.core.errors import DataError
+from cxrmap.predict.maps import DISPLAY_FLOOR
 
 PREDICTIONS_CSV = "predictions.csv"
 SKIPPED_CSV = "skipped.csv"
@@ -91,11 +91,12 @@ def register(app: typer.Typer) -> None:
         """
         from tqdm import tqdm
 
+        from cxrmap.core.fileio import atomic_write
+        from cxrmap.core.images import save_png
         from cxrmap.data.io import read_image
         from cxrmap.data.readers import index_files
-        from cxrmap.fileio import atomic_write
-        from cxrmap.maps import colorbar, save_png
-        from cxrmap.predict import FIELDS, Predictor, latest_model
+        from cxrmap.predict.maps import colorbar
+        from cxrmap.predict.predictor import FIELDS, Predictor, latest_model
 
         model_path = model if model is not None else latest_model(Path.cwd())
         predictor = Predictor.from_checkpoint(

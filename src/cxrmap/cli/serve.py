@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from cxrmap.errors import CheckpointError
+from cxrmap.core.errors import CheckpointError
 
 MIB = 2**20
 
@@ -52,8 +52,8 @@ def register(app: typer.Typer) -> None:
         """
         import uvicorn
 
-        from cxrmap.predict import latest_model
-        from cxrmap.web.app import create_app
+        from cxrmap.predict.predictor import latest_model
+        from cxrmap.serving.demo.app import create_app
 
         if model is None:
             model = latest_model(Path.cwd())

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from cxrmap.errors import DataError
+from cxrmap.core.errors import DataError
 
 
 def _indices(manifest, fold: int | None, split: str | None, folds: int, seed: int):
@@ -72,10 +72,9 @@ def run_train(
 
     from cxrmap.data.cache import build_cache
     from cxrmap.data.manifest import read_manifest
-    from cxrmap.evaluate import evaluate_model, write_results
-    from cxrmap.train import get_preset, train
-    from cxrmap.train.checkpoint import load_model, update_meta
-    from cxrmap.train.distributed import resolve_device
+    from cxrmap.evaluate.evaluation import write_results
+    from cxrmap.study.cv import train_and_evaluate
+    from cxrmap.train import get_preset
 
     config = get_preset(
         preset,
@@ -94,25 +93,16 @@ def run_train(
     cache = build_cache(read_manifest(manifest_path), config.size, progress=progress and main)
     _, train_idx, test_idx = _indices(cache.manifest, fold, split, config.folds, config.seed)
     console = Console()
-    result = train(config, cache, train_idx, None, out, resume=resume, progress=progress, device=device)
+    result, evaluation = train_and_evaluate(
+        config, cache, train_idx, test_idx, out, resume=resume, progress=progress, device=device
+    )
     if not main:
         return result
     console.print(
         f"[green]trained[/green] {result.model_path} ({len(result.history)} epochs, {result.seconds:.0f} s)"
     )
-    if len(test_idx):
-        model, meta = load_model(result.model_path, device=resolve_device(device))
-        evaluation = evaluate_model(
-            model,
-            cache,
-            test_idx,
-            threshold=config.threshold,
-            device=resolve_device(device),
-            amp=config.amp,
-            progress=progress,
-        )
-        update_meta(result.model_path, metrics=evaluation.metrics())
-        paths = write_results(out / "evaluation", {f"{arch}-{encoder}": (meta["model"], [evaluation])})
+    if evaluation is not None:
+        paths = write_results(out / "evaluation", {f"{arch}-{encoder}": (result.meta["model"], [evaluation])})
         _print_tables(paths, console)
     return result
 
@@ -131,19 +121,19 @@ def run_evaluate(
     """Evaluate a checkpoint (see ``cxrmap evaluate --help``).
 
     Returns:
-        The :class:`~cxrmap.evaluate.Evaluation`.
+        The :class:`~cxrmap.evaluate.evaluation.Evaluation`.
     """
     import numpy as np
     from rich.console import Console
 
+    from cxrmap.core.fileio import write_text_atomic
+    from cxrmap.core.runtime import resolve_device
     from cxrmap.data.cache import build_cache
     from cxrmap.data.manifest import read_manifest
-    from cxrmap.evaluate import evaluate_model, write_results
-    from cxrmap.evaluate.cv import SUBGROUPS, scores_frame
+    from cxrmap.evaluate.evaluation import evaluate_model, write_results
     from cxrmap.evaluate.subgroups import write_subgroups
-    from cxrmap.fileio import write_text_atomic
-    from cxrmap.train.checkpoint import load_model
-    from cxrmap.train.distributed import resolve_device
+    from cxrmap.models.checkpoint import load_model
+    from cxrmap.study.cv import SUBGROUPS, scores_frame
 
     model, meta = load_model(model_path, device=resolve_device(device))
     config = meta.get("config", {})
@@ -262,7 +252,7 @@ def register(app: typer.Typer) -> None:
         """Cross-validate models over k folds; finished folds are skipped, cut-off ones resumed."""
         from rich.console import Console
 
-        from cxrmap.evaluate.cv import model_specs, run_cv
+        from cxrmap.study.cv import model_specs, run_cv
         from cxrmap.train import get_preset
 
         config = get_preset(preset, epochs=epochs, batch_size=batch_size, size=size, lr=lr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 
 
@@ -27,7 +28,6 @@ def random_affine(
     Returns:
         ``(2, 3)`` float64 matrix for ``cv2.warpAffine`` (output pixel ``p`` takes input at ``M^-1 p``).
     """
-    import cv2
 
     height, width = shape[:2]
     angle = rng.uniform(-max_degrees, max_degrees)
@@ -66,7 +66,6 @@ def shift_rotate(
         >>> image.shape, mask.dtype.name, bool(mask.all())
         ((64, 64), 'bool', True)
     """
-    import cv2
 
     height, width = image.shape[:2]
     matrix = random_affine((height, width), rng, max_shift, max_degrees)

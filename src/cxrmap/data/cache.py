@@ -38,13 +38,15 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
+from cxrmap.core.errors import DataError
+from cxrmap.core.fileio import write_text_atomic
 from cxrmap.data import io
 from cxrmap.data.manifest import normalise_manifest
-from cxrmap.errors import DataError
-from cxrmap.fileio import write_text_atomic
 
 FORMAT_VERSION = 1
 MAPPED = ("images", "masks", "lungs")
@@ -120,14 +122,12 @@ def cache_key(manifest: pd.DataFrame, size: int) -> str:
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     """Resize a uint8 radiograph to ``size x size`` with area averaging (cv2.INTER_AREA)."""
-    import cv2
 
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
 
 
 def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     """Resize a boolean mask to ``size x size``: area share (cv2.INTER_AREA) >= 0.5, as uint8 ``{0, 1}``."""
-    import cv2
 
     share = cv2.resize(mask.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
     return (share >= 0.5).astype(np.uint8)
@@ -186,7 +186,6 @@ def _decoded(jobs: list[tuple], workers: int) -> Iterator:
 
 def _build(manifest: pd.DataFrame, size: int, folder: Path, progress: bool, workers: int) -> None:
     """Decode every row of ``manifest`` into the arrays of a cache written in ``folder``."""
-    from tqdm.auto import tqdm
 
     n = len(manifest)
     open_memmap = np.lib.format.open_memmap

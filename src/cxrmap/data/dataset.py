@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from cxrmap.core.errors import DataError
 from cxrmap.data.augment import balanced_plan, shift_rotate
 from cxrmap.data.cache import ImageCache
-from cxrmap.errors import DataError
 
 
 class SegmentationDataset(Dataset):

@@ -23,9 +23,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-from cxrmap.data.io import check_pixel_count
-from cxrmap.errors import DataError
+from cxrmap.core.errors import DataError
+from cxrmap.data.limits import check_pixel_count
 
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 
@@ -51,8 +54,6 @@ def _name_of(source: DicomSource, name: str | None) -> str:
 
 
 def _dcmread(source: DicomSource, name: str, stop_before_pixels: bool):
-    import pydicom
-    from pydicom.errors import InvalidDicomError
 
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
@@ -120,7 +121,7 @@ def check_dicom_header(
     Args:
         source: a path, the file's bytes, or a binary file object.
         name: how to call the file in errors (default: its path).
-        max_pixels: pixel limit (default: :func:`cxrmap.data.io.max_pixel_limit`).
+        max_pixels: pixel limit (default: :func:`cxrmap.data.limits.max_pixel_limit`).
 
     Raises:
         DataError: not DICOM, damaged, colour/palette (names the PhotometricInterpretation), multi-frame,
@@ -163,7 +164,7 @@ def read_dicom(source: DicomSource, *, name: str | None = None, max_pixels: int 
     Args:
         source: a path, the file's bytes, or a binary file object.
         name: how to call the file in errors (default: its path).
-        max_pixels: pixel limit (default: :func:`cxrmap.data.io.max_pixel_limit`).
+        max_pixels: pixel limit (default: :func:`cxrmap.data.limits.max_pixel_limit`).
 
     Returns:
         Array ``(Rows, Columns)`` uint8, bright = dense (bone), whatever the photometric interpretation.
@@ -176,7 +177,6 @@ def read_dicom(source: DicomSource, *, name: str | None = None, max_pixels: int 
         >>> image.dtype, image.ndim
         (dtype('uint8'), 2)
     """
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     name = _name_of(source, name)
     ds = _dcmread(source, name, stop_before_pixels=False)

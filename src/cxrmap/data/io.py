@@ -2,7 +2,7 @@
 
 Every reader returns the same thing whatever the file format: a uint8 grayscale array ``(H, W)`` for an
 image and a boolean array ``(H, W)`` for a mask. Damaged, truncated, colour-DICOM or absurdly large
-files raise :class:`~cxrmap.errors.DataError` naming the file and what to do, never a bare traceback.
+files raise :class:`~cxrmap.core.errors.DataError` naming the file and what to do, never a bare traceback.
 
 The pixel limit (decompression-bomb guard) is :data:`DEFAULT_MAX_PIXELS`, overridden by the environment
 variable ``CXRMAP_MAX_PIXELS`` or per call with ``max_pixels=``. The declared size is checked from the
@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from cxrmap.errors import DataError
-
-DEFAULT_MAX_PIXELS = 100_000_000
-"""Largest image (width x height) read by default: 100 megapixels, ten times a large detector."""
+from cxrmap.core.errors import DataError
+from cxrmap.data.dicom import check_dicom_header, read_dicom
+from cxrmap.data.limits import check_pixel_count
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 """File name endings read as radiographs (DICOM files without an ending are recognised by content)."""
@@ -42,43 +41,6 @@ class ImageInfo:
     width: int
     height: int
     format: str
-
-
-def max_pixel_limit(max_pixels: int | None = None) -> int:
-    """The pixel limit in force: ``max_pixels`` if given, else ``$CXRMAP_MAX_PIXELS``, else the default.
-
-    Raises:
-        DataError: ``CXRMAP_MAX_PIXELS`` is set but is not a positive integer.
-    """
-    if max_pixels is not None:
-        return int(max_pixels)
-    text = os.environ.get("CXRMAP_MAX_PIXELS", "").strip()
-    if not text:
-        return DEFAULT_MAX_PIXELS
-    try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise DataError(
-            f"CXRMAP_MAX_PIXELS={text!r} is not a positive integer; unset it or give e.g. 200000000"
-        )
-    return value
-
-
-def check_pixel_count(width: int, height: int, name: str, max_pixels: int | None = None) -> None:
-    """Refuse a declared size above the pixel limit (decompression-bomb guard).
-
-    Raises:
-        DataError: ``width * height`` exceeds :func:`max_pixel_limit`.
-    """
-    limit = max_pixel_limit(max_pixels)
-    if width * height > limit:
-        raise DataError(
-            f"{name} declares {width} x {height} = {width * height:,} pixels, more than the limit of "
-            f"{limit:,} (a guard against decompression bombs); if the image is genuine, raise the limit "
-            "with the environment variable CXRMAP_MAX_PIXELS"
-        )
 
 
 def is_dicom(path: str | os.PathLike) -> bool:
@@ -161,8 +123,6 @@ def check_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> Im
     path = Path(path)
     _require_file(path)
     if is_dicom(path):
-        from cxrmap.data.dicom import check_dicom_header
-
         info = check_dicom_header(path, max_pixels=max_pixels)
         return ImageInfo(width=info.columns, height=info.rows, format="DICOM")
     with _open_pil(path, str(path), max_pixels) as image:
@@ -195,8 +155,6 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
     path = Path(path)
     _require_file(path)
     if is_dicom(path):
-        from cxrmap.data.dicom import read_dicom
-
         return read_dicom(path, max_pixels=max_pixels)
     return _decode_pil(path, str(path), max_pixels)
 
@@ -207,8 +165,6 @@ def decode_image(data: bytes, name: str = "uploaded image", *, max_pixels: int |
     ``name`` is only used in error messages.
     """
     if data[128:132] == b"DICM":
-        from cxrmap.data.dicom import read_dicom
-
         return read_dicom(data, name=name, max_pixels=max_pixels)
     return _decode_pil(io.BytesIO(data), name, max_pixels)
 

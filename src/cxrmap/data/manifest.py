@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from cxrmap.errors import DataError
-from cxrmap.fileio import atomic_write
+from cxrmap.core.errors import DataError
+from cxrmap.core.fileio import atomic_write
 
 COLUMNS = (
     "image_path",

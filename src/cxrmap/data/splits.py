@@ -11,9 +11,10 @@ import re
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import StratifiedKFold
 
+from cxrmap.core.errors import DataError
 from cxrmap.data.manifest import normalise_manifest
-from cxrmap.errors import DataError
 
 FIXED_SPLITS = ("train", "test")
 
@@ -31,7 +32,6 @@ def assign_folds(manifest: pd.DataFrame, k: int = 5, seed: int = 0) -> pd.DataFr
         >>> folds = assign_folds(manifest, k=5, seed=0)  # doctest: +SKIP
         >>> train_idx, test_idx = fold_indices(folds, 0)  # doctest: +SKIP
     """
-    from sklearn.model_selection import StratifiedKFold
 
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
         raise DataError(f"cross-validation needs at least 2 folds, got k={k!r}; the paper uses k=5")

@@ -10,25 +10,24 @@ import io
 import os
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from cxrmap.fileio import write_bytes_atomic, write_text_atomic
+from cxrmap.core.fileio import write_bytes_atomic, write_text_atomic
 
 
 def new_figure(size: tuple[float, float] = (5.5, 5), panels: int = 1):
     """A matplotlib figure and its axes (an array of ``panels`` side by side if more than one), Agg."""
-    import matplotlib
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
 
     return plt.subplots(1, panels, figsize=size, dpi=120)
 
 
 def save_figure(fig, png: Path) -> None:
     """Write ``fig`` to ``png`` atomically and close it."""
-    import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")

@@ -1,18 +1,20 @@
 """Image-level COVID-19 detection metrics (paper Sec. II-D and III-A, Table III, Table IV).
 
 An image is detected as COVID-19 when its infection probability reaches the threshold at any pixel
-(:func:`cxrmap.detect.is_covid`); its score is the maximum pixel probability
-(:func:`cxrmap.detect.image_score`), from which the ROC curve and its AUC follow. COVID-19 is the
+(:func:`cxrmap.predict.detect.is_covid`); its score is the maximum pixel probability
+(:func:`cxrmap.predict.detect.image_score`), from which the ROC curve and its AUC follow. COVID-19 is the
 positive class, the control group the negative class.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_curve as sk_roc_curve
 
-from cxrmap.errors import DataError
+from cxrmap.core.errors import DataError
+from cxrmap.evaluate.metrics import ConfusionCounter
 from cxrmap.evaluate.segmentation import metrics_with_intervals
-from cxrmap.metrics import ConfusionCounter
 
 
 class DetectionAccumulator:
@@ -58,7 +60,6 @@ class DetectionAccumulator:
 
     def auc(self) -> float:
         """ROC AUC of the scores (NaN where only one class is present)."""
-        from sklearn.metrics import roc_auc_score
 
         if len(set(self.labels)) < 2:
             return float("nan")
@@ -80,7 +81,6 @@ class DetectionAccumulator:
 
 def roc_curve(labels, scores) -> dict[str, np.ndarray]:
     """ROC curve of image scores: ``{"threshold", "fpr", "tpr"}`` (scikit-learn's ``roc_curve``)."""
-    from sklearn.metrics import roc_curve as sk_roc_curve
 
     fpr, tpr, thresholds = sk_roc_curve(np.asarray(labels), np.asarray(scores), drop_intermediate=False)
     return {"threshold": np.clip(thresholds, 0.0, 1.0), "fpr": fpr, "tpr": tpr}

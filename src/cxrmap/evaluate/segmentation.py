@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cxrmap.errors import DataError
-from cxrmap.metrics import METRICS, ConfusionCounter, binary_metrics, confidence_interval
+from cxrmap.core.errors import DataError
+from cxrmap.evaluate.metrics import METRICS, ConfusionCounter, binary_metrics, confidence_interval
 
 BINS = 1000
 """Histogram bins over [0, 1]: thresholds of the curves are multiples of 1/BINS."""

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxrmap.errors import DataError
+from cxrmap.core.errors import DataError
+from cxrmap.evaluate.curves import new_figure, save_figure
+from cxrmap.evaluate.metrics import confidence_interval
 from cxrmap.evaluate.tables import format_value, write_table
-from cxrmap.metrics import confidence_interval
 
 SUBGROUP_COLUMNS = ("group", "finding", "source")
 """Manifest columns broken down, where they tell images of one label apart."""
@@ -41,7 +42,7 @@ def detection_by_subgroup(
     Args:
         scores: per-image scores: ``index`` (manifest row), ``label`` (1 COVID-19, 0 control), ``score``
             (max pixel probability), and ``model`` where several models were evaluated
-            (:attr:`cxrmap.evaluate.cv.CVResult.scores`).
+            (:attr:`cxrmap.study.cv.CVResult.scores`).
         manifest: the manifest whose rows ``index`` points into.
         threshold: an image with a score at or above it is called COVID-19.
         columns: manifest columns to break down.
@@ -112,7 +113,6 @@ def subgroup_markdown(table: pd.DataFrame, title: str) -> str:
 
 def plot_subgroups(table: pd.DataFrame, png: str | os.PathLike) -> Path:
     """Bars of the share called COVID-19 per subgroup with their 95% intervals, one panel per model."""
-    from cxrmap.evaluate.curves import new_figure, save_figure
 
     models = list(dict.fromkeys(table["model"]))
     height = max(int((table["model"] == model).sum()) for model in models)

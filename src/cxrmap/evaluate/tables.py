@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxrmap.fileio import write_text_atomic
+from cxrmap.core.fileio import write_text_atomic
 
 ARCH_NAMES = {"unet": "U-Net", "unetplusplus": "UNet++", "dla": "DLA"}
 ENCODER_NAMES = {

@@ -1,20 +1,11 @@
 """Classifiers, their Grad-CAM activation maps, and how they localise infection next to infection maps.
 
 Paper Sec. III-C and Fig. 7: the encoders of the segmentation networks, trained as 2-class classifiers
-(:mod:`~cxrmap.explain.classifier`), give Grad-CAM maps (:mod:`~cxrmap.explain.gradcam`, Eq. 14-15) that
+(:mod:`~cxrmap.train.classifier`), give Grad-CAM maps (:mod:`~cxrmap.explain.gradcam`, Eq. 14-15) that
 are compared with the infection maps, here by measurement (:mod:`~cxrmap.explain.localisation`) and by
 the Fig. 7-style grid (:mod:`~cxrmap.explain.figure`).
 """
 
-from cxrmap.explain.classifier import (
-    PRESETS,
-    ClassifierConfig,
-    ClassifierResult,
-    covid_probability,
-    load_classifier,
-    save_classifier,
-    train_classifier,
-)
 from cxrmap.explain.figure import comparison_grid, grid_size
 from cxrmap.explain.gradcam import COVID_CLASS, GradCAMExplainer, explain
 from cxrmap.explain.localisation import (
@@ -22,6 +13,15 @@ from cxrmap.explain.localisation import (
     localisation_scores,
     localisation_table,
     pointing_hit,
+)
+from cxrmap.train.classifier import (
+    PRESETS,
+    ClassifierConfig,
+    ClassifierResult,
+    covid_probability,
+    load_classifier,
+    save_classifier,
+    train_classifier,
 )
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 Columns, left to right: the radiograph, its ground-truth infection mask (white on black, as in the
 paper), each classifier's Grad-CAM activation map, then each segmentation model's infection map. Both kinds
-of map are painted with :func:`cxrmap.maps.infection_map` (jet hue and saturation over the radiograph's
+of map are painted with :func:`cxrmap.predict.maps.infection_map` (jet hue and saturation over the radiograph's
 gray value), so one colour means one value in every column.
 
 The figure's size is exact: ``columns * cell_px`` wide and ``header_px + rows * cell_px`` high (the header
@@ -18,9 +18,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-from cxrmap.errors import DataError
-from cxrmap.fileio import write_bytes_atomic
+from cxrmap.core.errors import DataError
+from cxrmap.core.fileio import write_bytes_atomic
+from cxrmap.predict.maps import infection_map
 
 DPI = 100
 PAD_PX = 1
@@ -72,10 +75,6 @@ def comparison_grid(
     Raises:
         DataError: no images, counts that differ between the inputs, or maps that are not 2-D.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from cxrmap.maps import infection_map
 
     n = len(cxrs)
     if n == 0:

@@ -24,51 +24,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
+from tqdm.auto import tqdm
 
-from cxrmap.errors import DataError, ModelError
-
-COVID_CLASS = 1
-"""Index of the COVID-19 output neuron of the classifiers (labels: 1 covid, 0 control)."""
-
-
-def as_batch(images: Any) -> torch.Tensor:
-    """Turn radiographs into the classifiers' input: float32 ``N x 1 x H x W`` in ``[0, 1]``.
-
-    Args:
-        images: a uint8 array ``N x H x W`` (divided by 255), a float array or tensor ``N x H x W`` or
-            ``N x 1 x H x W`` already in ``[0, 1]``, or a list of equally sized uint8 ``H x W`` arrays.
-
-    Raises:
-        DataError: wrong number of dimensions, unequal sizes or float values outside ``[0, 1]``.
-    """
-    if isinstance(images, (list, tuple)):
-        shapes = {np.shape(image) for image in images}
-        if len(shapes) > 1:
-            raise DataError(
-                f"images of one batch must share one size, got {sorted(shapes)}; resize them first "
-                "(cxrmap.data.cache.resize_image)"
-            )
-        images = np.stack([np.asarray(image) for image in images]) if images else np.zeros((0, 1, 1))
-    if isinstance(images, np.ndarray):
-        scale = 255.0 if images.dtype == np.uint8 else 1.0
-        batch = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)) / scale
-    elif isinstance(images, torch.Tensor):
-        batch = images.detach().float()
-    else:
-        raise DataError(f"images must be a numpy array, a tensor or a list of arrays, got {type(images)}")
-    if batch.ndim == 3:
-        batch = batch[:, None]
-    if batch.ndim != 4 or batch.shape[1] != 1:
-        raise DataError(
-            f"images must be N x H x W or N x 1 x H x W grayscale, got shape {tuple(batch.shape)}"
-        )
-    if batch.numel() and (batch.min() < 0 or batch.max() > 1):
-        raise DataError(
-            f"float images must lie in [0, 1], got [{batch.min():.3g}, {batch.max():.3g}]; pass uint8 "
-            "radiographs or divide by 255"
-        )
-    return batch
+from cxrmap.core.errors import ModelError
+from cxrmap.models.classifier import COVID_CLASS
+from cxrmap.models.input import as_batch, fit_size
 
 
 def _graph_leaf(module: nn.Module, inputs: Any, output: Any) -> Any:
@@ -127,7 +90,6 @@ class GradCAMExplainer:
         self._saved: tuple[list[tuple[nn.Module, bool]], list[tuple[nn.Parameter, bool, Any]]] | None = None
 
     def __enter__(self) -> GradCAMExplainer:
-        from pytorch_grad_cam import GradCAM
 
         if self._cam is not None:
             raise ModelError("this GradCAMExplainer is already open; use one `with` block at a time")
@@ -179,10 +141,6 @@ class GradCAMExplainer:
         Raises:
             ModelError: called outside the ``with`` block, or the target layer gives no 2-D feature maps.
         """
-        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-        from tqdm.auto import tqdm
-
-        from cxrmap.explain.classifier import fit_size
 
         if self._cam is None:
             raise ModelError("call explain() inside `with GradCAMExplainer(classifier) as explainer:`")

@@ -31,8 +31,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from cxrmap.errors import DataError
-from cxrmap.metrics import confidence_interval
+from cxrmap.core.errors import DataError
+from cxrmap.evaluate.metrics import confidence_interval
 
 Z_95 = 1.96
 """z of a two-sided 95% interval."""

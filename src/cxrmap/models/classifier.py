@@ -14,9 +14,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from cxrmap.errors import ModelError
+from cxrmap.core.errors import ModelError
 from cxrmap.models.input import InputAdapter
 from cxrmap.models.segmentation import check_weights_arg, load_weights_file, prepare_encoder
+
+COVID_CLASS = 1
+"""Index of the COVID-19 output neuron of the classifiers (labels: 1 covid, 0 control)."""
 
 
 class Classifier(nn.Module):

@@ -16,10 +16,13 @@ gives feature maps that do not halve exactly).
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import torch
 from torch import nn
 
-from cxrmap.errors import ModelError
+from cxrmap.core.errors import DataError, ModelError
 from cxrmap.models.encoders import DEPTH, check_encoder
 
 RANGE_TOLERANCE = 1e-3
@@ -119,3 +122,51 @@ class InputAdapter(nn.Module):
             else:
                 x = x.mean(dim=1, keepdim=True)
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+
+def as_batch(images: Any) -> torch.Tensor:
+    """Turn radiographs into the classifiers' input: float32 ``N x 1 x H x W`` in ``[0, 1]``.
+
+    Args:
+        images: a uint8 array ``N x H x W`` (divided by 255), a float array or tensor ``N x H x W`` or
+            ``N x 1 x H x W`` already in ``[0, 1]``, or a list of equally sized uint8 ``H x W`` arrays.
+
+    Raises:
+        DataError: wrong number of dimensions, unequal sizes or float values outside ``[0, 1]``.
+    """
+    if isinstance(images, (list, tuple)):
+        shapes = {np.shape(image) for image in images}
+        if len(shapes) > 1:
+            raise DataError(
+                f"images of one batch must share one size, got {sorted(shapes)}; resize them first "
+                "(cxrmap.data.cache.resize_image)"
+            )
+        images = np.stack([np.asarray(image) for image in images]) if images else np.zeros((0, 1, 1))
+    if isinstance(images, np.ndarray):
+        scale = 255.0 if images.dtype == np.uint8 else 1.0
+        batch = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)) / scale
+    elif isinstance(images, torch.Tensor):
+        batch = images.detach().float()
+    else:
+        raise DataError(f"images must be a numpy array, a tensor or a list of arrays, got {type(images)}")
+    if batch.ndim == 3:
+        batch = batch[:, None]
+    if batch.ndim != 4 or batch.shape[1] != 1:
+        raise DataError(
+            f"images must be N x H x W or N x 1 x H x W grayscale, got shape {tuple(batch.shape)}"
+        )
+    if batch.numel() and (batch.min() < 0 or batch.max() > 1):
+        raise DataError(
+            f"float images must lie in [0, 1], got [{batch.min():.3g}, {batch.max():.3g}]; pass uint8 "
+            "radiographs or divide by 255"
+        )
+    return batch
+
+
+def fit_size(images: torch.Tensor, input_size: int | None) -> torch.Tensor:
+    """Downsample ``N x 1 x S x S`` images to ``input_size`` (antialiased bilinear) when they are larger."""
+    if input_size is None or images.shape[-1] <= input_size:
+        return images
+    return nn.functional.interpolate(
+        images, size=(input_size, input_size), mode="bilinear", antialias=True, align_corners=False
+    ).clamp_(0.0, 1.0)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
+from tqdm.auto import tqdm
+
+from cxrmap.models.encoders import ENCODERS
+from cxrmap.models.segmentation import ARCHS, create_model
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
@@ -83,11 +88,6 @@ def table_viii(
         dicts with arch, encoder, frozen, trainable, non_trainable, paper_trainable,
         paper_non_trainable, trainable_diff, non_trainable_diff (relative, e.g. 0.004), paper_ms, note.
     """
-    import torch
-    from tqdm.auto import tqdm
-
-    from cxrmap.models.encoders import ENCODERS
-    from cxrmap.models.segmentation import ARCHS, create_model
 
     combos = [
         (arch, is_frozen, encoder)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cxrmap.errors import ModelError
+from cxrmap.core.errors import ModelError
 from cxrmap.models.decoders import build_decoder, build_head
 from cxrmap.models.encoders import build_encoder, check_encoder, convention, encoder_channels, weights_names
 from cxrmap.models.input import InputAdapter, input_multiple, min_input_size

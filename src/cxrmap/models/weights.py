@@ -15,7 +15,7 @@ Offline use (no internet, as on clinical workstations): a weights file is looked
    weights, torchxrayvision's ``~/.torchxrayvision/models_data/`` for CheXNet;
 3. downloaded from :attr:`WeightsSpec.url` into that cache.
 
-When all three fail the :class:`~cxrmap.errors.ModelError` names the URL, the folder to put the file in,
+When all three fail the :class:`~cxrmap.core.errors.ModelError` names the URL, the folder to put the file in,
 and the alternative of passing a local path (``weights="/path/to/file.pth"``).
 
 Loading is strict: a file whose keys or shapes do not match the network raises a ``ModelError`` listing
@@ -32,9 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torchxrayvision as xrv
 from torch import nn
 
-from cxrmap.errors import ModelError
+from cxrmap.core.errors import ModelError
 
 ENV_WEIGHTS_DIR = "CXRMAP_WEIGHTS_DIR"
 """Environment variable naming a folder searched first for weights files (by expected file name)."""
@@ -344,7 +345,6 @@ def _read_torchxrayvision(path: Path) -> dict[str, torch.Tensor]:
     Its files are pickled whole models (not plain state dicts), so the library's own loader reads them;
     ``path`` must carry the library's file name (it is looked up by that name in its folder).
     """
-    import torchxrayvision as xrv
 
     name = next(k for k, v in xrv.models.model_urls.items() if Path(v["weights_url"]).name == path.name)
     try:

@@ -7,18 +7,18 @@ the single file opens from disk (or from an e-mail) with no network and nothing 
 the folder. Styles are inline; there is no script and no external asset.
 
 Tables can be given as pandas DataFrames, Markdown pipe tables, CSV text, or paths to ``.csv`` / ``.md``
-files (e.g. the tables of :mod:`cxrmap.evaluate`, laid out like the paper's Tables I, III, IV).
+files (e.g. the tables of :mod:`cxrmap.evaluate.evaluation`, laid out like the paper's Tables I, III, IV).
 """
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -31,8 +31,9 @@ from typing import Any
 import pandas as pd
 
 from cxrmap import __version__
-from cxrmap.errors import DataError
-from cxrmap.fileio import write_text_atomic
+from cxrmap.core.errors import DataError
+from cxrmap.core.fileio import write_text_atomic
+from cxrmap.core.images import MIME_TYPES, data_uri
 
 REPORT_NAME = "report.html"
 DISCLAIMER = (
@@ -40,13 +41,6 @@ DISCLAIMER = (
     "been clinically validated: do not use its maps, scores or detections to diagnose or treat anyone. "
     "Figures measured on synthetic phantoms say how the code behaves, not how it would perform on patients."
 )
-MIME = {
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".gif": "image/gif",
-    ".svg": "image/svg+xml",
-}
 
 Table = pd.DataFrame | str | os.PathLike
 
@@ -103,7 +97,6 @@ def environment_info() -> dict[str, str]:
         Ordered dict of text values (keys: date, command, python, platform, cxrmap, torch, torchvision,
         segmentation-models-pytorch, timm, grad-cam, numpy, cpu, cpu_count, gpu, cuda).
     """
-    import shlex
 
     info = {
         "date": datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -284,11 +277,11 @@ class _Images:
 
     def source(self, path: Path) -> str:
         """The ``src`` of ``path``: a base64 data URI, or a relative link (copying the file in if needed)."""
-        mime = MIME.get(path.suffix.lower())
+        mime = MIME_TYPES.get(path.suffix.lower())
         if mime is None:
-            raise DataError(f"cannot show {path} in the report: use one of {', '.join(sorted(MIME))}")
+            raise DataError(f"cannot show {path} in the report: use one of {', '.join(sorted(MIME_TYPES))}")
         if self.embed:
-            return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+            return data_uri(path.read_bytes(), mime)
         resolved = path.resolve()
         try:
             return resolved.relative_to(self.out_dir.resolve()).as_posix()

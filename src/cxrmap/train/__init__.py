@@ -5,7 +5,7 @@ Example:
     >>> result = train(get_preset("quick"), cache, train_idx, out_dir="runs/quick")  # doctest: +SKIP
 """
 
-from cxrmap.train.checkpoint import load_checkpoint, load_model, save_checkpoint
+from cxrmap.models.checkpoint import load_checkpoint, load_model, save_checkpoint
 from cxrmap.train.loop import TrainResult, train
 from cxrmap.train.presets import PRESETS, TrainConfig, get_preset
 

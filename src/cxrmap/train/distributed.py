@@ -14,6 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.distributed as dist
+
+from cxrmap.core.runtime import resolve_device
 
 
 @dataclass(frozen=True)
@@ -43,22 +47,11 @@ class Context:
         return self.world_size > 1
 
 
-def resolve_device(device: str | None = None):
-    """``torch.device(device)``, or the first GPU when there is one and ``device`` is ``None``/``auto``."""
-    import torch
-
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def setup(device: str | None = None) -> Context:
     """Join the ``torchrun`` process group if this process was started by one; pick the device.
 
     Each process takes the GPU of its ``LOCAL_RANK`` where GPUs are used.
     """
-    import torch
-    import torch.distributed as dist
 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -77,7 +70,6 @@ def setup(device: str | None = None) -> Context:
 
 def teardown(context: Context) -> None:
     """Leave the process group joined by :func:`setup` (no-op alone)."""
-    import torch.distributed as dist
 
     if context.distributed and dist.is_initialized():
         dist.destroy_process_group()
@@ -85,7 +77,6 @@ def teardown(context: Context) -> None:
 
 def barrier(context: Context) -> None:
     """Wait until every process gets here (no-op alone)."""
-    import torch.distributed as dist
 
     if context.distributed:
         dist.barrier()
@@ -93,8 +84,6 @@ def barrier(context: Context) -> None:
 
 def all_reduce_sum(values: list[float], context: Context) -> list[float]:
     """Sum ``values`` over every process (float64 on the process's device); returned to every process."""
-    import torch
-    import torch.distributed as dist
 
     if not context.distributed:
         return [float(v) for v in values]
@@ -105,7 +94,6 @@ def all_reduce_sum(values: list[float], context: Context) -> list[float]:
 
 def broadcast_object(value, context: Context):
     """Rank 0's ``value`` in every process (no-op alone)."""
-    import torch.distributed as dist
 
     if not context.distributed:
         return value
@@ -117,7 +105,6 @@ def broadcast_object(value, context: Context):
 @contextlib.contextmanager
 def deterministic(enabled: bool) -> Iterator[None]:
     """Ask torch for deterministic algorithms inside the block, then restore the previous setting."""
-    import torch
 
     if not enabled:
         yield

@@ -12,7 +12,7 @@ import io
 import os
 from pathlib import Path
 
-from cxrmap.fileio import write_text_atomic
+from cxrmap.core.fileio import write_text_atomic
 
 
 class TrainLogger:

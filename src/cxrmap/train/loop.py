@@ -5,7 +5,7 @@ by Adam, on COVID-19 images augmented up to the number of controls (Sec. III-B).
 atomic ``last.pt`` holding everything needed to resume exactly (weights, optimiser, gradient scaler,
 scheduler, epoch, RNG states of torch/numpy/python, the data plan position, history); ``best.pt`` keeps the
 epoch with the best validation pixel F1 when a validation set is given, and ``model.pt`` the final weights
-with their metadata (see :mod:`cxrmap.train.checkpoint`).
+with their metadata (see :mod:`cxrmap.models.checkpoint`).
 """
 
 from __future__ import annotations
@@ -15,17 +15,29 @@ import os
 import random
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
+from cxrmap import __version__
+from cxrmap.core.errors import CheckpointError, DataError, ModelError
+from cxrmap.core.runtime import autocast, resolve_amp
+from cxrmap.data.dataset import SegmentationDataset
 from cxrmap.data.manifest import manifest_hash
-from cxrmap.errors import CheckpointError, DataError, ModelError
+from cxrmap.models import create_model, input_multiple
+from cxrmap.models.checkpoint import check_same_model, load_checkpoint, restore_weights, save_checkpoint
 from cxrmap.train import distributed
-from cxrmap.train.checkpoint import check_same_model, load_checkpoint, restore_weights, save_checkpoint
+from cxrmap.train.logs import TrainLogger
+from cxrmap.train.losses import HybridLoss
 from cxrmap.train.presets import TrainConfig
+
+Validation = Callable[[object, object], dict[str, float]]
+"""``validation(model, device)``: figures on held-out images after an epoch (``f1`` picks ``best.pt``)."""
 
 LAST, BEST, FINAL = "last.pt", "best.pt", "model.pt"
 RESUME_KEYS = ("size", "batch_size", "balance", "augment", "seed", "schedule")
@@ -61,7 +73,6 @@ def check_size(size: int, encoder: str) -> None:
     Raises:
         ModelError: naming the nearest valid sizes.
     """
-    from cxrmap.models import input_multiple
 
     multiple = input_multiple(encoder)
     if size % multiple:
@@ -113,7 +124,6 @@ def data_description(cache, rows: np.ndarray) -> tuple[str, str]:
 
 def rng_state() -> dict:
     """The RNG states of torch (and CUDA when in use), numpy and python, as checkpoint-safe values."""
-    import torch
 
     name, keys, pos, has_gauss, cached = np.random.get_state()
     version, internal, gauss = random.getstate()
@@ -135,7 +145,6 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     """Restore the RNG states saved by :func:`rng_state`."""
-    import torch
 
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
@@ -154,7 +163,6 @@ def segmentation_loss(criterion, logits, target, has_lung):
     Shape:
         logits, target: N x C x H x W (C = 1: infection; 2: infection, lung); has_lung: N bool.
     """
-    import torch
 
     valid = torch.stack([torch.ones_like(has_lung), has_lung], dim=1)[:, : logits.shape[1]]
     return criterion(logits, target, valid=valid)
@@ -167,14 +175,9 @@ def _now() -> str:
 class _Run:
     """The state of one training run in one process: model, optimiser, data, history."""
 
-    def __init__(self, config: TrainConfig, cache, train_idx, val_idx, context: distributed.Context) -> None:
-        import torch
-
-        from cxrmap import __version__
-        from cxrmap.data.dataset import SegmentationDataset
-        from cxrmap.inference import resolve_amp
-        from cxrmap.losses import HybridLoss
-        from cxrmap.models import create_model
+    def __init__(
+        self, config: TrainConfig, cache, train_idx, validation, context: distributed.Context
+    ) -> None:
 
         if cache.size != config.size:
             raise ModelError(
@@ -184,7 +187,7 @@ class _Run:
         check_size(config.size, config.encoder)
         rows = training_rows(cache, train_idx)
         self.config, self.cache, self.context = config, cache, context
-        self.val_idx = None if val_idx is None or not len(val_idx) else np.asarray(val_idx, np.int64)
+        self.validation = validation
         self.classes = 2 if bool(np.asarray(cache.has_lung)[rows].any()) else 1
         self.dataset = SegmentationDataset(
             cache, rows, balance=config.balance, augment=config.augment, seed=config.seed
@@ -314,10 +317,6 @@ class _Run:
 
     def train_epoch(self, progress: bool) -> dict:
         """One pass over this process's share of the epoch; returns the history entry."""
-        import torch
-        from tqdm.auto import tqdm
-
-        from cxrmap.inference import autocast
 
         c, started = self.context, time.perf_counter()
         self.dataset.set_epoch(self.epoch)
@@ -363,28 +362,11 @@ class _Run:
         }
 
     def validate(self) -> dict:
-        """Pixel and detection figures on the validation rows (computed in rank 0, shared with all)."""
-        from cxrmap.evaluate import evaluate_model
-
+        """The validation figures (computed in rank 0, shared with all), each prefixed ``val_``."""
         scores = None
         if self.context.is_main:
-            evaluation = evaluate_model(
-                self.model,
-                self.cache,
-                self.val_idx,
-                threshold=self.config.threshold,
-                device=self.context.device,
-                amp=self.config.amp,
-                progress=False,
-            )
-            metrics = evaluation.metrics()
-            seg, det = metrics["segmentation"], metrics["detection"]
-            scores = {f"val_{k}": float(seg[k]) for k in ("f1", "sensitivity", "specificity", "precision")}
-            scores.update(
-                val_detection_sensitivity=float(det["sensitivity"]),
-                val_detection_specificity=float(det["specificity"]),
-            )
-            scores = {k: (v if math.isfinite(v) else -1.0) for k, v in scores.items()}
+            figures = self.validation(self.model, self.context.device)
+            scores = {f"val_{k}": (float(v) if math.isfinite(v) else -1.0) for k, v in figures.items()}
         return distributed.broadcast_object(scores, self.context)
 
     def save(self, path: Path, full: bool, metrics: dict | None = None) -> None:
@@ -416,7 +398,7 @@ def train(
     config: TrainConfig,
     cache,
     train_idx,
-    val_idx=None,
+    validation: Validation | None = None,
     out_dir: str | os.PathLike = "runs/train",
     resume: bool = False,
     progress: bool = True,
@@ -429,7 +411,9 @@ def train(
         config: the settings (:func:`~cxrmap.train.presets.get_preset`); ``config.size`` must be the cache's.
         cache: the :class:`~cxrmap.data.cache.ImageCache`.
         train_idx: cache rows to train on; COVID-19 rows without an infection mask are left out (warning).
-        val_idx: cache rows evaluated after each epoch (pixel F1 picks ``best.pt``); ``None`` for none.
+        validation: called as ``validation(model, device)`` after each epoch, returning named figures with
+            at least ``f1`` (it picks ``best.pt``), e.g. :func:`cxrmap.evaluate.evaluation.validation`;
+            ``None`` for none.
         out_dir: the run's folder (``last.pt``, ``best.pt``, ``model.pt``, ``history.csv``, ``tensorboard/``).
         resume: continue from ``out_dir/last.pt`` if it exists, exactly where the run stopped.
         progress: show a progress bar per epoch (rank 0).
@@ -452,14 +436,13 @@ def train(
         >>> train_idx, test_idx = fold_indices(cache.manifest, 0)  # doctest: +SKIP
         >>> result = train(get_preset("quick"), cache, train_idx, out_dir="runs/fold0")  # doctest: +SKIP
     """
-    from cxrmap.train.logs import TrainLogger
 
     started = time.perf_counter()
     out_dir = Path(out_dir)
     paths = {name: out_dir / name for name in (LAST, BEST, FINAL)}
     context = distributed.setup(device)
     try:
-        run = _Run(config, cache, train_idx, val_idx, context)
+        run = _Run(config, cache, train_idx, validation, context)
         if resume and paths[LAST].is_file():
             run.resume(paths[LAST])
         logger = TrainLogger(out_dir, enabled=context.is_main, start_epoch=run.epoch)
@@ -468,7 +451,7 @@ def train(
                 while run.epoch < config.epochs:
                     entry = run.train_epoch(progress)
                     improved = False
-                    if run.val_idx is not None:
+                    if run.validation is not None:
                         entry.update(run.validate())
                         improved = entry["val_f1"] > run.best
                         run.best = max(run.best, entry["val_f1"])

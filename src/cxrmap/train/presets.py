@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from cxrmap.errors import ModelError
+from cxrmap.core.errors import ModelError
 
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 SCHEDULES = ("constant", "cosine")
@@ -53,9 +53,9 @@ class TrainConfig:
         channels_last: ``None`` chooses (on for GPUs, off on CPUs, where it measured slower here).
         workers: DataLoader worker processes (0 loads in the training process).
         loss_alpha, loss_gamma: focal loss parameters (Eq. 5).
-        dice_smooth: the dice loss's smoothing (Eq. 7); see :class:`cxrmap.losses.HybridLoss`.
+        dice_smooth: the dice loss's smoothing (Eq. 7); see :class:`cxrmap.train.losses.HybridLoss`.
         dice_per_image: dice loss (Eq. 7) per image, or over the whole batch (Keras
-            ``segmentation_models``' default); see :class:`cxrmap.losses.HybridLoss`.
+            ``segmentation_models``' default); see :class:`cxrmap.train.losses.HybridLoss`.
         lung_weight: weight of the lung channel's loss against the infection channel's 1 (the lung
             channel is learnt where lung masks exist, for severity; the paper trains infection alone).
         threshold: probability at or above which a pixel is infected (Sec. II-D).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from segmentation_models_pytorch.base.initialization import initialize_decoder, initialize_head
 from torch import nn
 
 UNET_CHANNELS = (256, 128, 64, 32, 16)
@@ -20,7 +21,6 @@ def build_decoder(arch: str, encoder_channels: Sequence[int]) -> nn.Module:
     Returns:
         an ``nn.Module`` with ``out_channels`` taking the encoder's feature list.
     """
-    from segmentation_models_pytorch.base.initialization import initialize_decoder
 
     if arch == "unet":
         from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoder
@@ -42,7 +42,6 @@ def build_decoder(arch: str, encoder_channels: Sequence[int]) -> nn.Module:
 
 def build_head(in_channels: int, classes: int) -> nn.Module:
     """The output layer: a 3x3 convolution to ``classes`` logits (Keras sm's ``final_conv``)."""
-    from segmentation_models_pytorch.base.initialization import initialize_head
 
     head = nn.Conv2d(in_channels, classes, kernel_size=3, padding=1)
     initialize_head(head)

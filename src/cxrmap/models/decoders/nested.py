@@ -36,7 +36,7 @@ import torch
 from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoderBlock
 from torch import nn
 
-from cxrmap.errors import ModelError
+from cxrmap.core.errors import ModelError
 
 PAPER_ROW_CHANNELS = (32, 64, 128, 256, 16)
 """Channels of the decoder rows at strides 1, 2, 4, 8, 16 in the paper's UNet++ and DLA."""

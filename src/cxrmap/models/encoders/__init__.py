@@ -21,9 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from segmentation_models_pytorch.encoders import get_encoder, get_encoder_names
 from torch import nn
 
-from cxrmap.errors import ModelError
+from cxrmap.core.errors import ModelError
+from cxrmap.models.encoders.densenet import DenseNetEncoder
+from cxrmap.models.encoders.inception import InceptionV3Encoder
+from cxrmap.models.encoders.resnet import PreActResNet50Encoder
 from cxrmap.models.weights import SMP_IMAGENET, WEIGHTS, WeightsSpec, load_strict, read_pretrained
 
 DEPTH = 5
@@ -42,19 +46,16 @@ class EncoderInfo:
 
 
 def _densenet(channels: int) -> nn.Module:
-    from cxrmap.models.encoders.densenet import DenseNetEncoder
 
     return DenseNetEncoder(channels)
 
 
 def _inception(channels: int) -> nn.Module:
-    from cxrmap.models.encoders.inception import InceptionV3Encoder
 
     return InceptionV3Encoder(channels)
 
 
 def _resnet(channels: int) -> nn.Module:
-    from cxrmap.models.encoders.resnet import PreActResNet50Encoder
 
     return PreActResNet50Encoder(channels)
 
@@ -92,7 +93,6 @@ def check_encoder(name: str) -> None:
         if not timm.is_model(name[3:]):
             raise _unknown_encoder(name, f" (timm has no model {name[3:]!r}; see timm.list_models())")
         return
-    from segmentation_models_pytorch.encoders import get_encoder_names
 
     if name not in get_encoder_names():
         raise _unknown_encoder(name)
@@ -183,7 +183,6 @@ def adapt_first_conv(module: nn.Module, old: int, new: int, pretrained: bool) ->
 
 def _smp_encoder(name: str, channels: int, weights: str | None) -> nn.Module:
     """A segmentation-models-pytorch encoder (``tu-`` names through timm), errors as ModelError."""
-    from segmentation_models_pytorch.encoders import get_encoder
 
     smp_weights = None if weights is None else (True if name.startswith("tu-") else weights)
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.models import densenet121
 
 
 class DenseNetEncoder(nn.Module):
@@ -32,7 +33,6 @@ class DenseNetEncoder(nn.Module):
 
     def __init__(self, in_channels: int = 3) -> None:
         super().__init__()
-        from torchvision.models import densenet121
 
         self.features = densenet121(weights=None).features
         if in_channels != 3:

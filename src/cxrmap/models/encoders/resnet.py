@@ -13,6 +13,7 @@ Skip features follow Keras: the pre-activation (BatchNorm + ReLU) at the entry o
 
 from __future__ import annotations
 
+import timm
 import torch
 from torch import nn
 
@@ -39,7 +40,6 @@ class PreActResNet50Encoder(nn.Module):
 
     def __init__(self, in_channels: int = 3) -> None:
         super().__init__()
-        import timm
 
         net = timm.create_model("resnetv2_50", pretrained=False, in_chans=in_channels, num_classes=0)
         self.stem = net.stem

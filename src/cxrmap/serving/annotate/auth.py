@@ -1,0 +1,226 @@
+"""Accounts, sessions, CSRF tokens and login rate limits of the annotation server.
+
+- Passwords are hashed with Argon2id (argon2-cffi); there are no default accounts (``cxrmap annotate
+  create-user`` makes the first admin, reading the password from a prompt or stdin).
+- A session is a random token in an HttpOnly, SameSite=Strict cookie; the database stores only its HMAC
+  under the server's secret key (a stolen database holds no usable session). Sessions end after
+  :data:`IDLE_TIMEOUT` without a request and :data:`MAX_AGE` in all.
+- Every state-changing request carries ``X-CSRF-Token``: the token bound to the session, or before login a
+  pre-session token that must equal the ``cxrmap_csrf`` cookie (double submit).
+- The secret key is generated at the first start into ``DIR/secret.key`` with mode 0600; a key readable by
+  others is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import stat
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+
+from cxrmap.core.errors import CxrmapError
+from cxrmap.serving.annotate.db import User
+from cxrmap.serving.annotate.errors import WorkflowError
+
+ROLES = ("admin", "reviewer")
+SESSION_COOKIE = "cxrmap_session"
+CSRF_COOKIE = "cxrmap_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+IDLE_TIMEOUT = timedelta(hours=2)
+MAX_AGE = timedelta(hours=12)
+MIN_PASSWORD = 10
+SECRET_FILE = "secret.key"
+_USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+
+
+class AuthError(CxrmapError):
+    """A bad user name, role or password given to an account command."""
+
+
+def check_username(name: str) -> str:
+    """Return ``name`` if it is 1-64 letters, digits or ``_ . @ -``; raise :class:`AuthError` otherwise."""
+    if not isinstance(name, str) or not _USERNAME.match(name):
+        raise AuthError(f"user name {name!r} is not allowed: use 1-64 letters, digits or _ . @ -")
+    return name
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise AuthError(f"role {role!r} is unknown; use one of {', '.join(ROLES)}")
+    return role
+
+
+def check_password(password: str) -> str:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
+        raise AuthError(f"the password must have at least {MIN_PASSWORD} characters")
+    if len(password) > 1024:
+        raise AuthError("the password is longer than 1024 characters")
+    return password
+
+
+def make_hasher(fast: bool = False):
+    """The Argon2id hasher: argon2-cffi's defaults (RFC 9106 low-memory profile), or a cheap one for tests."""
+
+    if fast:
+        return PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    return PasswordHasher()
+
+
+def hash_password(hasher, password: str) -> str:
+    return hasher.hash(check_password(password))
+
+
+def verify_password(hasher, stored: str | None, password: str) -> bool:
+    """True when ``password`` matches ``stored``; with ``stored=None`` a dummy hash is checked (same time)."""
+
+    target = stored or _dummy_hash(hasher)
+    try:
+        ok = hasher.verify(target, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    return ok and stored is not None
+
+
+_DUMMY: dict[int, str] = {}
+
+
+def _dummy_hash(hasher) -> str:
+    key = id(hasher)
+    if key not in _DUMMY:
+        _DUMMY[key] = hasher.hash(secrets.token_urlsafe(16))
+    return _DUMMY[key]
+
+
+def load_or_create_secret(folder: str | Path) -> bytes:
+    """The server's secret key from ``folder/secret.key``, created (mode 0600, 32 random bytes) if missing.
+
+    Raises:
+        AuthError: the key file is readable or writable by others than its owner, or damaged.
+    """
+    path = Path(folder) / SECRET_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+                handle.flush()
+                os.fsync(handle.fileno())
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise AuthError(
+            f"{path} can be read by other users (mode {oct(mode)}): the server's secret key must be private; "
+            f"run `chmod 600 {path}` (or delete it: a new key logs everyone out)"
+        )
+    text = path.read_text().strip()
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) < 32:
+        raise AuthError(f"{path} does not hold a 64-hex-digit key; delete it to make a new one")
+    return key
+
+
+def session_id(secret: bytes, token: str) -> str:
+    """The key under which a session token is stored: HMAC-SHA256(secret, token), hex."""
+    return hmac.new(secret, token.encode(), hashlib.sha256).hexdigest()
+
+
+def new_token(nbytes: int = 32) -> str:
+    """A random hex token (hex: no word can appear in it by chance, which the blinding checks rely on)."""
+    return secrets.token_hex(nbytes)
+
+
+def same_token(given: str | None, expected: str | None) -> bool:
+    """Constant-time comparison; False when either is missing."""
+    return bool(given) and bool(expected) and hmac.compare_digest(str(given), str(expected))
+
+
+@dataclass
+class Principal:
+    """The user behind a request."""
+
+    user_id: int
+    username: str
+    role: str
+    session_id: str
+    csrf_token: str
+
+
+class RateLimiter:
+    """Failed login attempts per key (``user:NAME``, ``ip:ADDRESS``) in a sliding window.
+
+    Args:
+        limits: key prefix -> most failures allowed in ``window`` seconds.
+        window: seconds.
+    """
+
+    def __init__(self, limits: dict[str, int] | None = None, window: float = 900.0) -> None:
+        self.limits = limits or {"user": 5, "ip": 20}
+        self.window = float(window)
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _prune(self, key: str, now: float) -> deque[float]:
+        times = self._failures.setdefault(key, deque())
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        return times
+
+    def retry_after(self, keys: list[str]) -> int:
+        """Seconds to wait before another attempt under any of ``keys`` (0: go ahead)."""
+        now = time.monotonic()
+        wait = 0.0
+        with self._lock:
+            for key in keys:
+                limit = self.limits.get(key.split(":", 1)[0])
+                times = self._prune(key, now)
+                if limit is not None and len(times) >= limit:
+                    wait = max(wait, times[len(times) - limit] + self.window - now)
+        return int(wait) + 1 if wait > 0 else 0
+
+    def failed(self, keys: list[str]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for key in keys:
+                self._prune(key, now).append(now)
+
+    def succeeded(self, key: str) -> None:
+        with self._lock:
+            self._failures.pop(key, None)
+
+
+def create_user(db, hasher, username: str, password: str, role: str) -> int:
+    """Create an account (Argon2id password hash) in ``db``; return its id.
+
+    Raises:
+        AuthError: a bad name or role, or a short password.
+        WorkflowError: the name is taken (409).
+    """
+
+    check_username(username)
+    check_role(role)
+    password_hash = hash_password(hasher, password)
+    with db.session(write=True) as session:
+        if session.scalar(select(User.id).where(User.username == username)) is not None:
+            raise WorkflowError(f"the user name {username!r} is taken", 409, "name_taken")
+        user = User(username=username, password_hash=password_hash, role=role)
+        session.add(user)
+        session.flush()
+        return user.id

@@ -1,6 +1,0 @@
-"""Web side of cxrmap: the clinical demo page and JSON API (:mod:`cxrmap.web.app`), and the security
-pieces every cxrmap server shares (:mod:`cxrmap.web.security`: headers, request-size limit, upload checks,
-JSON errors).
-
-Requires the ``web`` extra (``pip install 'cxrmap[web]'``); nothing is imported until used.
-"""
