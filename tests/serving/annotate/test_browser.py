@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from browser_support import launch_chromium, playwright_or_skip
+from tests.helpers.browser import launch_chromium, playwright_or_skip
 
 pytestmark = pytest.mark.browser
 
@@ -70,7 +70,7 @@ def annotate_server(tmp_path_factory):
     from cxrmap.serving.annotate.app import create_app
     from cxrmap.serving.annotate.simulate import ApiClient
     from cxrmap.serving.demo.app import serve_in_background
-    from test_annotate_support import add_users, setup_project  # tests/ is on sys.path (rootdir conftest)
+    from tests.helpers.annotate import add_users, setup_project
 
     root = tmp_path_factory.mktemp("annotate")
     images, masks = write_dataset(root / "data")

@@ -22,7 +22,7 @@ from cxrmap.data.readers import (
     index_files,
     index_folder_pair,
 )
-from test_io import png_declaring, write_dicom
+from tests.helpers.images import png_declaring, write_dicom
 
 SIZE = 32
 

@@ -25,7 +25,7 @@ from cxrmap.serving.annotate.app import create_app  # noqa: E402
 from cxrmap.serving.annotate.db import Accepted, Database, Draft, Review, default_url  # noqa: E402
 from cxrmap.serving.annotate.masks import encode_rle, load_mask  # noqa: E402
 from cxrmap.serving.annotate.simulate import ApiClient  # noqa: E402
-from test_annotate_support import add_users, fake_trainer, setup_project, tiny_data  # noqa: E402
+from tests.helpers.annotate import add_users, fake_trainer, setup_project, tiny_data  # noqa: E402
 
 SERVER = """
 import sys, uvicorn

@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from cxrmap.serving.demo.app import create_app, serve_in_background  # noqa: E402
 from cxrmap.serving.http.security import SECURITY_HEADERS, check_upload, jpeg_size, png_size  # noqa: E402
+from tests.helpers.checkpoints import write_tiny_checkpoint
 
 MAX_UPLOAD = 2 * 2**20
 MAX_PIXELS = 4_000_000
@@ -29,38 +30,6 @@ PATIENT_NAME = "Doe^Jane^Secretname"
 
 
 # ------------------------------------------------------------------------------------------ fixtures
-def write_tiny_checkpoint(path: Path, data_kind: str = "phantom") -> Path:
-    """A random-weight U-Net + ResNet-18 (64 px, infection + lung channels) saved as a cxrmap checkpoint."""
-    import torch
-
-    from cxrmap.models import create_model
-    from cxrmap.models.checkpoint import save_checkpoint
-
-    torch.manual_seed(0)
-    model = create_model("unet", "resnet18", weights=None, classes=2)
-    meta = {
-        "model": model.config,
-        "channels": ["infection", "lung"],
-        "input_size": 64,
-        "threshold": 0.5,
-        "trained_on": "phantom: 40 images, seed 0" if data_kind == "phantom" else "COVID-QU-Ex test set",
-        "data_kind": data_kind,
-        "manifest_hash": "0" * 16,
-        "preset": "test",
-        "config": {},
-        "metrics": {
-            "sensitivity": 0.91,
-            "specificity": 0.97,
-            "f1": {"mean": 0.8, "ci": 0.02},
-            "folds": 5,
-            "auc": float("nan"),
-        },
-        "cxrmap_version": "0.1.0",
-        "created": "2024-01-01T00:00:00+00:00",
-    }
-    return save_checkpoint(path, {"meta": meta, "model": model.state_dict()})
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     return write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "model.pt")

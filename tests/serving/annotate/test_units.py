@@ -153,7 +153,7 @@ def test_cxrmap_trainer_trains_and_predicts_masks(tmp_path):
     import torch
 
     from cxrmap.serving.annotate.training import Network, TrainTask, cxrmap_trainer, parse_training
-    from test_annotate_support import tiny_data
+    from tests.helpers.annotate import tiny_data
 
     images_dir, _, truths, _ = tiny_data(tmp_path / "data", n_images=6, manual_share=0.5)
     paths = sorted(images_dir.glob("*.png"))

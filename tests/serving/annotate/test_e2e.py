@@ -17,7 +17,7 @@ from typer.testing import CliRunner  # noqa: E402
 from cxrmap.cli import app as cli_app  # noqa: E402
 from cxrmap.data.manifest import read_manifest  # noqa: E402
 from cxrmap.serving.annotate.simulate import SimulationConfig, run_simulation  # noqa: E402
-from test_annotate_support import fake_trainer  # noqa: E402
+from tests.helpers.annotate import fake_trainer
 
 
 def test_end_to_end_simulation_through_the_api(tmp_path):

@@ -40,16 +40,16 @@ def test_model_specs():
 
 
 def test_cv_runs_skips_and_resumes(manifest, tmp_path, monkeypatch):
-    import cxrmap.train.loop as loop
+    import cxrmap.study.cv as cv
 
     calls = []
-    real_train = loop.train
+    real_train = cv.train
 
     def counting_train(*args, **kwargs):
         calls.append(kwargs.get("resume"))
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "train", counting_train)
+    monkeypatch.setattr(cv, "train", counting_train)
     specs = [ModelSpec("unet", "resnet18")]
     result = run_cv(manifest, specs, TINY, tmp_path, folds=2, progress=False)
     assert calls == [False, False]

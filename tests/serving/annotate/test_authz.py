@@ -19,7 +19,7 @@ from cxrmap.serving.annotate.app import create_app  # noqa: E402
 from cxrmap.serving.annotate.db import Candidate, Image, Job  # noqa: E402
 from cxrmap.serving.annotate.masks import encode_rle  # noqa: E402
 from cxrmap.serving.annotate.simulate import ApiClient  # noqa: E402
-from test_annotate_support import add_users, fake_trainer, setup_project, tiny_data, user_id  # noqa: E402
+from tests.helpers.annotate import add_users, fake_trainer, setup_project, tiny_data, user_id
 
 BASE = "http://127.0.0.1"
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}

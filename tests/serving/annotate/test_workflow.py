@@ -41,7 +41,7 @@ from cxrmap.serving.annotate.db import (  # noqa: E402
 from cxrmap.serving.annotate.masks import encode_rle  # noqa: E402
 from cxrmap.serving.annotate.simulate import ApiClient  # noqa: E402
 from cxrmap.serving.http.security import SECURITY_HEADERS  # noqa: E402
-from test_annotate_support import (  # noqa: E402
+from tests.helpers.annotate import (
     NETWORKS_2,
     add_users,
     fake_trainer,
@@ -220,7 +220,7 @@ def test_blinding_nothing_sent_to_a_reviewer_reveals_an_origin(server):
 
 def test_candidate_order_is_shuffled_per_review_and_kept(server):
     from cxrmap.serving.annotate.workflow import next_review
-    from test_annotate_support import user_id
+    from tests.helpers.annotate import user_id
 
     app, admin, users, project_id = server
     api = reviewer(app, users, "rev1")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from browser_support import launch_chromium, playwright_or_skip
 from cxrmap.serving.demo.app import create_app, serve_in_background
-from test_web_api import write_tiny_checkpoint  # tests/ is on sys.path (rootdir conftest, no package)
+from tests.helpers.browser import launch_chromium, playwright_or_skip
+from tests.helpers.checkpoints import write_tiny_checkpoint
 
 pytestmark = pytest.mark.browser
 

@@ -30,7 +30,7 @@ from cxrmap.serving.annotate.db import Accepted, Draft, Image, Review  # noqa: E
 from cxrmap.serving.annotate.masks import encode_rle  # noqa: E402
 from cxrmap.serving.annotate.simulate import ApiClient  # noqa: E402
 from cxrmap.serving.demo.app import serve_in_background  # noqa: E402
-from test_annotate_support import add_users, fake_trainer, setup_project, tiny_data  # noqa: E402
+from tests.helpers.annotate import add_users, fake_trainer, setup_project, tiny_data  # noqa: E402
 
 REVIEWERS = 8
 

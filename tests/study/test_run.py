@@ -84,12 +84,12 @@ def test_run_report_is_self_contained_with_tables_and_pictures(run_dir):
 
 
 def test_run_again_resumes_without_training_the_folds_again(run_dir, monkeypatch):
-    import cxrmap.train.loop
+    import cxrmap.study.cv
 
     def refuse(*args, **kwargs):
         raise AssertionError("a finished fold was trained again")
 
-    monkeypatch.setattr(cxrmap.train.loop, "train", refuse)
+    monkeypatch.setattr(cxrmap.study.cv, "train", refuse)
     result = CliRunner().invoke(app, ["run", "--out", str(run_dir), *TINY])
     assert result.exit_code == 0, result.output
 
