@@ -40,7 +40,7 @@ from cxrmap.serving.annotate.db import (  # noqa: E402
 )
 from cxrmap.serving.annotate.masks import encode_rle  # noqa: E402
 from cxrmap.serving.annotate.simulate import ApiClient  # noqa: E402
-from cxrmap.serving.http.security import SECURITY_HEADERS  # noqa: E402
+from cxrmap.serving.http.middleware import SECURITY_HEADERS  # noqa: E402
 from tests.helpers.annotate import (
     NETWORKS_2,
     add_users,
