@@ -279,7 +279,7 @@ class ModelService:
 
 
 # ----------------------------------------------------------------------------------------------- app
-_ERRORS = {status: {"model": ErrorResponse} for status in (400, 413, 415, 422, 503)}
+_ERRORS = {status: {"model": ErrorResponse} for status in (400, 413, 415, 422, 500, 503)}
 
 
 def create_app(
