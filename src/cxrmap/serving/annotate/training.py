@@ -2,8 +2,8 @@
 
 A *trainer* is any callable ``trainer(task: TrainTask) -> {image_id: bool mask at the image's size}``.
 The server uses :func:`cxrmap_trainer` (cxrmap's training loop and
-:class:`~cxrmap.predict.predictor.Predictor`); tests of the server itself pass a fast stand-in. Stage I trains every network once per fold; Stage II
-once on all accepted masks (paper Sec. II-B, Fig. 4).
+:class:`~cxrmap.predict.predictor.Predictor`); tests of the server itself pass a fast stand-in. Stage I
+trains every network once per fold; Stage II once on all accepted masks (paper Sec. II-B, Fig. 4).
 """
 
 from __future__ import annotations
