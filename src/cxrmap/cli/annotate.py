@@ -107,17 +107,18 @@ def register(app: typer.Typer) -> None:
         """
         import uvicorn
 
-        from cxrmap.cli.serve import _is_loopback, _loopback_names
         from cxrmap.serving.annotate.app import create_app
+        from cxrmap.serving.http.hosts import is_loopback, loopback_names
+        from cxrmap.serving.http.middleware import uvicorn_log_config
 
         application = create_app(
             project,
             db,
             secure_cookies=secure_cookies,
             max_upload_bytes=int(max_upload_mb * 2**20),
-            allowed_hosts=_loopback_names(host),
+            allowed_hosts=loopback_names(host),
         )
-        if not _is_loopback(host) and not secure_cookies:
+        if not is_loopback(host) and not secure_cookies:
             typer.secho(
                 f"warning: listening on {host} without --secure-cookies; serve it behind an HTTPS "
                 "reverse proxy (it sends X-Forwarded-Proto)",
@@ -126,7 +127,14 @@ def register(app: typer.Typer) -> None:
         shown = f"[{host}]" if ":" in host else host
         typer.echo(f"open http://{shown}:{port}/login  (Ctrl+C to stop). Research use only.")
         uvicorn.run(
-            application, host=host, port=port, log_level="info", server_header=False, timeout_keep_alive=5
+            application,
+            host=host,
+            port=port,
+            log_level="info",
+            log_config=uvicorn_log_config(),
+            access_log=False,
+            server_header=False,
+            timeout_keep_alive=5,
         )
 
     @group.command("create-user")
@@ -223,7 +231,9 @@ def register(app: typer.Typer) -> None:
             "unet:densenet121,unetplusplus:densenet121,dla:densenet121",
             help="Comma-separated arch:encoder list (paper: three networks).",
         ),
-        folds: int = typer.Option(5, help="Cross-validation folds (paper: 5)."),
+        folds: int = typer.Option(
+            None, help="Cross-validation folds (default: 5, the paper's scheme; the API's default too)."
+        ),
         size: int = typer.Option(None, help="Training image size (default 96)."),
         epochs: int = typer.Option(None, help="Epochs per network (default 8)."),
         batch_size: int = typer.Option(None, help="Batch size (default 8)."),

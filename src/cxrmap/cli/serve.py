@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 
 import typer
@@ -10,23 +9,6 @@ import typer
 from cxrmap.core.errors import CheckpointError
 
 MIB = 2**20
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _loopback_names(host: str) -> list[str] | None:
-    """Host header values to accept on a loopback server (so that a web page elsewhere cannot reach it by
-    DNS rebinding); None (any) for other interfaces and for IPv6 literals."""
-    if _is_loopback(host) and ":" not in host:
-        return sorted({"127.0.0.1", "localhost", host})
-    return None
 
 
 def register(app: typer.Typer) -> None:
@@ -54,6 +36,8 @@ def register(app: typer.Typer) -> None:
 
         from cxrmap.predict.predictor import latest_model
         from cxrmap.serving.demo.app import create_app
+        from cxrmap.serving.http.hosts import is_loopback, loopback_names
+        from cxrmap.serving.http.middleware import uvicorn_log_config
 
         if model is None:
             model = latest_model(Path.cwd())
@@ -71,7 +55,7 @@ def register(app: typer.Typer) -> None:
             workers=workers,
             max_queue=queue,
             device=device,
-            allowed_hosts=_loopback_names(host),
+            allowed_hosts=loopback_names(host),
         )
         card = application.state.service.card
         typer.echo(
@@ -82,7 +66,7 @@ def register(app: typer.Typer) -> None:
                 "warning: this model was trained on synthetic phantoms, not on patient images",
                 fg=typer.colors.YELLOW,
             )
-        if not _is_loopback(host):
+        if not is_loopback(host):
             typer.secho(
                 f"warning: listening on {host}, reachable from the network; serve it behind an HTTPS reverse "
                 "proxy with access control",
@@ -95,6 +79,8 @@ def register(app: typer.Typer) -> None:
             host=host,
             port=port,
             log_level="info",
+            log_config=uvicorn_log_config(),
+            access_log=False,
             server_header=False,
             limit_concurrency=max(64, 4 * (workers + queue)),
             timeout_keep_alive=5,

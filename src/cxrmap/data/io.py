@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from cxrmap.core.errors import DataError
+from cxrmap.core.errors import DataError, TooLargeError
 from cxrmap.data.dicom import check_dicom_header, read_dicom
 from cxrmap.data.limits import check_pixel_count
 
@@ -71,9 +71,10 @@ def _open_pil(source: str | os.PathLike | io.BytesIO, name: str, max_pixels: int
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(source, formats=_PIL_FORMATS)
     except Image.DecompressionBombError as error:
-        raise DataError(
+        raise TooLargeError(
             f"{name} declares an image too large to decode safely ({error}); if it is genuine, "
-            "downscale it (or raise CXRMAP_MAX_PIXELS and PIL.Image.MAX_IMAGE_PIXELS)"
+            "downscale it (or raise CXRMAP_MAX_PIXELS and PIL.Image.MAX_IMAGE_PIXELS)",
+            code="too_many_pixels",
         ) from None
     except UnidentifiedImageError:
         raise DataError(
@@ -157,6 +158,25 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
     if is_dicom(path):
         return read_dicom(path, max_pixels=max_pixels)
     return _decode_pil(path, str(path), max_pixels)
+
+
+def image_header(data: bytes, name: str = "uploaded image", *, max_pixels: int | None = None) -> ImageInfo:
+    """What the bytes of a PNG, JPEG or DICOM file declare (format, size), read from the header alone.
+
+    Nothing is decoded: PNG and JPEG are opened lazily by Pillow (the PNG chunks before the image data are
+    checksummed), DICOM goes through :func:`cxrmap.data.dicom.check_dicom_header`. ``name`` is only used in
+    error messages.
+
+    Raises:
+        DataError: not a PNG, JPEG or DICOM file, a damaged or cut header, a colour DICOM.
+        TooLargeError: the declared size is over the pixel limit.
+    """
+    if data[128:132] == b"DICM":
+        info = check_dicom_header(data, name=name, max_pixels=max_pixels)
+        return ImageInfo(width=info.columns, height=info.rows, format="DICOM")
+    with _open_pil(io.BytesIO(data), name, max_pixels) as image:
+        kind = "JPEG" if image.format == "MPO" else str(image.format)
+        return ImageInfo(width=image.size[0], height=image.size[1], format=kind)
 
 
 def decode_image(data: bytes, name: str = "uploaded image", *, max_pixels: int | None = None) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from cxrmap.core.errors import DataError
+from cxrmap.core.errors import DataError, TooLargeError
 
 DEFAULT_MAX_PIXELS = 100_000_000
 """Largest image (width x height) read by default: 100 megapixels, ten times a large detector."""
@@ -41,12 +41,13 @@ def check_pixel_count(width: int, height: int, name: str, max_pixels: int | None
     """Refuse a declared size above the pixel limit (decompression-bomb guard).
 
     Raises:
-        DataError: ``width * height`` exceeds :func:`max_pixel_limit`.
+        TooLargeError: ``width * height`` exceeds :func:`max_pixel_limit` (code ``too_many_pixels``).
     """
     limit = max_pixel_limit(max_pixels)
     if width * height > limit:
-        raise DataError(
+        raise TooLargeError(
             f"{name} declares {width} x {height} = {width * height:,} pixels, more than the limit of "
             f"{limit:,} (a guard against decompression bombs); if the image is genuine, raise the limit "
-            "with the environment variable CXRMAP_MAX_PIXELS"
+            "with the environment variable CXRMAP_MAX_PIXELS",
+            code="too_many_pixels",
         )

@@ -87,8 +87,9 @@ DENIED = {
 
 
 def app_routes(app) -> set[tuple[str, str]]:
-    """(method, path) of every route and mount the app serves."""
-    found = set()
+    """(method, path) of every route and mount the app serves: the API's routers through the OpenAPI
+    schema (FastAPI keeps an included router as one entry of ``app.routes``), pages and mounts from there."""
+    found = {(method.upper(), path) for path, ops in app.openapi()["paths"].items() for method in ops}
     for route in app.routes:
         if isinstance(route, Mount):
             found.add(("GET", route.path))

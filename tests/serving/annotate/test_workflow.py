@@ -40,7 +40,8 @@ from cxrmap.serving.annotate.db import (  # noqa: E402
 )
 from cxrmap.serving.annotate.masks import encode_rle  # noqa: E402
 from cxrmap.serving.annotate.simulate import ApiClient  # noqa: E402
-from cxrmap.serving.http.security import SECURITY_HEADERS  # noqa: E402
+from cxrmap.serving.annotate.workflow import STAGE1_FOLDS  # noqa: E402
+from cxrmap.serving.http.middleware import SECURITY_HEADERS  # noqa: E402
 from tests.helpers.annotate import (
     NETWORKS_2,
     add_users,
@@ -579,3 +580,30 @@ def test_cli_create_user_import_status_export(tmp_path, data):
     assert stored.password_hash.startswith("$argon2id$")
     assert auth.verify_password(hasher, stored.password_hash, "a long enough password")
     assert stat.S_IMODE((folder / auth.SECRET_FILE).stat().st_mode) == 0o600
+
+
+def test_stage1_folds_default_is_the_same_in_the_api_and_the_cli(tmp_path, data):
+    """Without a fold count both the API and ``cxrmap annotate stage1`` use STAGE1_FOLDS (paper: 5), so a
+    project with 4 manual masks is refused by both for the same reason."""
+    images_dir, manual_dir, _, manual = data
+    assert STAGE1_FOLDS == 5 and len(manual) == 4
+    folder = tmp_path / "srv"
+    app = create_app(folder, trainer=fake_trainer, fast_hash=True)
+    users = add_users(app, reviewers=1)
+    with TestClient(app, base_url=BASE) as client:
+        admin = ApiClient(client, "admin", users["admin"])
+        source = {"kind": "folder", "images": str(images_dir), "masks": str(manual_dir)}
+        answer = admin.send("POST", "/api/v1/admin/projects", {"name": "ward", "source": source})
+        wait_job(admin, answer["job"])
+        refused = admin.client.post(
+            f"/api/v1/admin/projects/{answer['project']['id']}/stage1",
+            json={"networks": "unet:resnet18"},
+            headers={"X-CSRF-Token": admin.csrf},
+        )
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "too_few_masks"
+    assert f"at least {STAGE1_FOLDS} images" in refused.json()["error"]["message"]
+    result = CliRunner().invoke(
+        cli_app,
+        ["annotate", "stage1", "--project", str(folder), "--name", "ward", "--networks", "unet:resnet18"],
+    )
+    assert str(result.exception) == refused.json()["error"]["message"]

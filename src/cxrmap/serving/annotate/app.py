@@ -2,9 +2,10 @@
 
 ``create_app(DIR)`` opens (or creates) ``DIR/annotate.db`` (or the database of ``db_url``), the secret key
 ``DIR/secret.key`` (0600), and starts the background job worker with the app (FastAPI lifespan). Pages
-are served from ``cxrmap/annotate/static/`` (``/login``, ``/review``, ``/admin``, ``/dashboard``,
-``/static/...``); the JSON API lives under ``/api/v1`` (:mod:`cxrmap.serving.annotate.api`). The security headers,
-body-size limit and JSON error shape are those of :mod:`cxrmap.serving.http.security`.
+are served from ``cxrmap/serving/annotate/static/`` (``/login``, ``/review``, ``/admin``, ``/dashboard``,
+``/static/...``); the JSON API lives under ``/api/v1`` (the routers of :mod:`cxrmap.serving.annotate.api`).
+The security headers, request ids, body-size limit, Host check and JSON error shape are those of
+:mod:`cxrmap.serving.http`.
 """
 
 from __future__ import annotations
@@ -13,25 +14,18 @@ import contextlib
 import logging
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from cxrmap import __version__
-from cxrmap.core.errors import CxrmapError
+from cxrmap.core.errors import NotFoundError
 from cxrmap.serving.annotate import api, auth
 from cxrmap.serving.annotate.db import SCHEMA_VERSION, Database, default_url
-from cxrmap.serving.annotate.errors import WorkflowError
 from cxrmap.serving.annotate.jobs import JobWorker
 from cxrmap.serving.annotate.training import Trainer, cxrmap_trainer
-from cxrmap.serving.http.security import (
-    BodySizeLimitMiddleware,
-    SecurityHeadersMiddleware,
-    UploadError,
-    error_response,
-    install_error_handlers,
-)
+from cxrmap.serving.http.errors import install_error_handlers
+from cxrmap.serving.http.middleware import install_middleware
 
 logger = logging.getLogger("cxrmap.serving.annotate")
 
@@ -149,23 +143,13 @@ def create_app(
     )
     app.state.annotate = srv
     install_error_handlers(app)
-
-    async def workflow_error(request: Request, exc: WorkflowError):
-        return error_response(exc.status, exc.code, str(exc))
-
-    async def user_error(request: Request, exc: CxrmapError):
-        return error_response(422, "invalid_request", str(exc))
-
-    app.add_exception_handler(WorkflowError, workflow_error)
-    app.add_exception_handler(CxrmapError, user_error)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_upload_bytes)
-    if allowed_hosts:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
-    app.add_middleware(SecurityHeadersMiddleware)
-    api.add_routes(app)
+    install_middleware(app, max_upload_bytes, allowed_hosts)
+    for router in api.ROUTERS:
+        app.include_router(router)
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict:
+        """Liveness: the server answers, and the database schema version it runs on."""
         return {"status": "ok", "schema_version": SCHEMA_VERSION}
 
     @app.get("/", include_in_schema=False)
@@ -176,7 +160,7 @@ def create_app(
         def serve_page() -> FileResponse:
             path = STATIC_DIR / name
             if not path.is_file():
-                raise UploadError(404, "not_found", f"the page {name} is not installed")
+                raise NotFoundError(f"the page {name} is not installed")
             return FileResponse(path, media_type="text/html")
 
         return serve_page

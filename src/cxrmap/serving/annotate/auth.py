@@ -32,7 +32,7 @@ from sqlalchemy import select
 
 from cxrmap.core.errors import CxrmapError
 from cxrmap.serving.annotate.db import User
-from cxrmap.serving.annotate.errors import WorkflowError
+from cxrmap.serving.annotate.errors import WorkflowConflict
 
 ROLES = ("admin", "reviewer")
 SESSION_COOKIE = "cxrmap_session"
@@ -211,7 +211,7 @@ def create_user(db, hasher, username: str, password: str, role: str) -> int:
 
     Raises:
         AuthError: a bad name or role, or a short password.
-        WorkflowError: the name is taken (409).
+        WorkflowConflict: the name is taken.
     """
 
     check_username(username)
@@ -219,7 +219,7 @@ def create_user(db, hasher, username: str, password: str, role: str) -> int:
     password_hash = hash_password(hasher, password)
     with db.session(write=True) as session:
         if session.scalar(select(User.id).where(User.username == username)) is not None:
-            raise WorkflowError(f"the user name {username!r} is taken", 409, "name_taken")
+            raise WorkflowConflict(f"the user name {username!r} is taken", code="name_taken")
         user = User(username=username, password_hash=password_hash, role=role)
         session.add(user)
         session.flush()

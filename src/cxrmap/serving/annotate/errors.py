@@ -1,24 +1,22 @@
-"""Errors of the annotation workflow, each with the HTTP status and stable code the API answers with."""
+"""Errors of the annotation workflow: what kind of refusal each is (see :mod:`cxrmap.core.errors`), with a
+stable code; :mod:`cxrmap.serving.http.errors` alone decides the HTTP status each kind gets."""
 
 from __future__ import annotations
 
-from cxrmap.core.errors import CxrmapError
+from cxrmap.core.errors import ConflictError, CxrmapError, NotFoundError
 
 
 class WorkflowError(CxrmapError):
-    """A request the workflow refuses (unknown project, a stage that cannot start yet, a bad submission).
+    """A setting or submission the workflow refuses (a bad fold count, an unknown candidate token...).
 
-    Args:
-        message: what was expected, what came, how to fix it (never a candidate's origin).
-        status: the HTTP status the API answers with (404, 409, 422...).
-        code: a short stable identifier, e.g. ``"already_submitted"``.
+    The message says what was expected, what came and how to fix it, and never names a candidate's origin.
     """
 
-    def __init__(self, message: str, status: int = 409, code: str = "conflict") -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
+
+class WorkflowConflict(WorkflowError, ConflictError):
+    """A request the project's state forbids now: a stage job running, a review already submitted."""
 
 
-def not_found(what: str) -> WorkflowError:
-    return WorkflowError(f"{what} was not found (or is not yours)", 404, "not_found")
+def not_found(what: str) -> NotFoundError:
+    """The refusal for an unknown id, worded so that it does not tell "absent" from "not yours"."""
+    return NotFoundError(f"{what} was not found (or is not yours)")

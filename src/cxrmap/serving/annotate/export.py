@@ -27,13 +27,12 @@ from sqlalchemy import select
 from cxrmap.core.errors import DataError
 from cxrmap.core.fileio import write_bytes_atomic
 from cxrmap.core.images import FAST_PNG, encode_png
-from cxrmap.data.io import read_image
+from cxrmap.data.io import check_image, read_image
 from cxrmap.data.manifest import normalise_manifest, write_manifest
 from cxrmap.data.splits import assign_folds
 from cxrmap.serving.annotate.db import Accepted, Candidate, Database, Image, Project, Review, User, iso
-from cxrmap.serving.annotate.errors import WorkflowError, not_found
+from cxrmap.serving.annotate.errors import WorkflowConflict, not_found
 from cxrmap.serving.annotate.masks import load_mask, mask_png
-from cxrmap.serving.http.security import PNG_MAGIC
 
 DATASET = "QaTa-COV19-v1"
 PROVENANCE = "provenance.csv"
@@ -53,7 +52,8 @@ def export_project(
         ``{"path": out, "images": n, "provenance": out/provenance.csv}``.
 
     Raises:
-        WorkflowError: unknown project, no accepted mask yet, or ``out`` exists and is not empty.
+        NotFoundError: unknown project.
+        WorkflowConflict: no accepted mask yet, or ``out`` exists and is not empty.
     """
 
     project_dir = Path(project_dir)
@@ -81,13 +81,13 @@ def export_project(
                 (username, review.opened_at, review.submitted_at)
             )
     if not rows:
-        raise WorkflowError(
-            "no image of this project has an accepted mask yet; review some first", 409, "nothing_to_export"
+        raise WorkflowConflict(
+            "no image of this project has an accepted mask yet; review some first", code="nothing_to_export"
         )
     out = Path(out) if out else default_out(project_dir, name)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise WorkflowError(
-            f"the export folder {out} exists and is not empty; give a new folder", 409, "out_exists"
+        raise WorkflowConflict(
+            f"the export folder {out} exists and is not empty; give a new folder", code="out_exists"
         )
     staging = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
     final_dir = out.resolve() / DATASET
@@ -98,9 +98,7 @@ def export_project(
                 progress(i / len(rows), f"exporting image {i + 1} of {len(rows)}")
             target = staging / DATASET / "Images" / f"{image.name}.png"
             target.parent.mkdir(parents=True, exist_ok=True)
-            with open(image.path, "rb") as handle:
-                is_png = handle.read(8) == PNG_MAGIC
-            if is_png:
+            if check_image(image.path).format == "PNG":
                 shutil.copyfile(image.path, target)
             else:
                 write_bytes_atomic(target, encode_png(read_image(image.path), FAST_PNG))

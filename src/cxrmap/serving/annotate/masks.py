@@ -18,10 +18,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from cxrmap.core.errors import CxrmapError, DataError
 from cxrmap.core.fileio import write_bytes_atomic
 from cxrmap.core.images import FAST_PNG, encode_png
 from cxrmap.data.io import read_mask
-from cxrmap.serving.http.security import UploadError, png_size, sniff_format
+from cxrmap.serving.http.uploads import declared_image
 
 MASK_DIR = "masks"
 TINT = np.array([255, 64, 32], np.float32)
@@ -29,7 +30,7 @@ TINT = np.array([255, 64, 32], np.float32)
 TINT_ALPHA = 0.35
 
 
-class MaskError(ValueError):
+class MaskError(DataError):
     """An uploaded mask that cannot be used: wrong size, not binary, undecodable (message says which)."""
 
 
@@ -110,11 +111,11 @@ def decode_png_mask(data: bytes, max_pixels: int) -> np.ndarray:
     """
 
     try:
-        if sniff_format(data) != "png":
-            raise MaskError("the drawn mask must be a PNG (or RLE)")
-        width, height = png_size(data)
-    except UploadError as error:
-        raise MaskError(f"the drawn mask is not a readable PNG: {error.message}") from None
+        kind, (width, height) = declared_image(data)
+    except CxrmapError as error:
+        raise MaskError(f"the drawn mask is not a readable PNG: {error}") from None
+    if kind != "png":
+        raise MaskError("the drawn mask must be a PNG (or RLE)")
     if width * height > max_pixels:
         raise MaskError(
             f"the drawn mask declares {width} x {height} pixels, over the limit of {max_pixels:,}"

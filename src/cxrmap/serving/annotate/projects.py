@@ -22,7 +22,7 @@ from cxrmap.core.errors import DataError
 from cxrmap.data import readers
 from cxrmap.data.io import check_image, read_mask
 from cxrmap.serving.annotate.db import Database, Image, Member, Project, User
-from cxrmap.serving.annotate.errors import WorkflowError, not_found
+from cxrmap.serving.annotate.errors import WorkflowConflict, WorkflowError, not_found
 from cxrmap.serving.annotate.masks import save_mask
 
 SOURCE_KINDS = ("folder", "tree")
@@ -97,13 +97,13 @@ def create_project(db: Database, name: str, source: dict, reviews_per_image: int
     """
     name = (name or "").strip()
     if not name or len(name) > 128:
-        raise WorkflowError("a project needs a name of 1 to 128 characters", 422, "invalid_name")
+        raise WorkflowError("a project needs a name of 1 to 128 characters", code="invalid_name")
     check_reviews_per_image(reviews_per_image)
     source = check_source(source)
     with db.session(write=True) as session:
         if session.scalar(select(Project.id).where(Project.name == name)) is not None:
-            raise WorkflowError(
-                f"a project named {name!r} exists already; choose another name", 409, "name_taken"
+            raise WorkflowConflict(
+                f"a project named {name!r} exists already; choose another name", code="name_taken"
             )
         project = Project(name=name, reviews_per_image=reviews_per_image, source=json.dumps(source))
         session.add(project)
@@ -114,7 +114,7 @@ def create_project(db: Database, name: str, source: dict, reviews_per_image: int
 def check_reviews_per_image(value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 20:
         raise WorkflowError(
-            f"reviews_per_image must be a whole number from 1 to 20, got {value!r}", 422, "invalid_setting"
+            f"reviews_per_image must be a whole number from 1 to 20, got {value!r}", code="invalid_setting"
         )
     return value
 
@@ -224,7 +224,7 @@ def set_member(db: Database, project_id: int, user_id: int, member: bool) -> Non
             raise not_found(f"user {user_id}")
         if user.role != "reviewer":
             raise WorkflowError(
-                f"{user.username} is an {user.role}; only reviewers review images", 422, "not_a_reviewer"
+                f"{user.username} is an {user.role}; only reviewers review images", code="not_a_reviewer"
             )
         existing = session.get(Member, (project_id, user_id))
         if member and existing is None:

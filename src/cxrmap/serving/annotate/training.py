@@ -1,9 +1,9 @@
 """The networks of the workflow: what a stage trains, and the hook that trains one and predicts masks.
 
 A *trainer* is any callable ``trainer(task: TrainTask) -> {image_id: bool mask at the image's size}``.
-The server uses :func:`cxrmap_trainer` (cxrmap's training loop and :class:`~cxrmap.predict.predictor.Predictor`);
-tests of the server itself pass a fast stand-in. Stage I trains every network once per fold; Stage II
-once on all accepted masks (paper Sec. II-B, Fig. 4).
+The server uses :func:`cxrmap_trainer` (cxrmap's training loop and
+:class:`~cxrmap.predict.predictor.Predictor`); tests of the server itself pass a fast stand-in. Stage I
+trains every network once per fold; Stage II once on all accepted masks (paper Sec. II-B, Fig. 4).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from cxrmap.data.io import read_image
 from cxrmap.data.manifest import normalise_manifest
 from cxrmap.models import ARCHS
 from cxrmap.predict.predictor import Predictor
-from cxrmap.serving.annotate.errors import WorkflowError
+from cxrmap.serving.annotate.errors import WorkflowConflict, WorkflowError
 from cxrmap.train import TrainConfig, train
 
 TRAINING_DEFAULTS = {
@@ -77,20 +77,19 @@ def parse_networks(value: list | str) -> list[Network]:
         encoder = str(item.get("encoder", "")) if isinstance(item, dict) else ""
         if arch not in ARCHS:
             raise WorkflowError(
-                f"unknown architecture {arch!r}; use one of {', '.join(ARCHS)}", 422, "invalid_network"
+                f"unknown architecture {arch!r}; use one of {', '.join(ARCHS)}", code="invalid_network"
             )
         if not _NAME.match(encoder):
             raise WorkflowError(
                 f"encoder {encoder!r} is not a valid name (e.g. resnet18, densenet121)",
-                422,
-                "invalid_network",
+                code="invalid_network",
             )
         networks.append(Network(arch, encoder))
     if not networks:
-        raise WorkflowError("give at least one network, e.g. unet:resnet18", 422, "invalid_network")
+        raise WorkflowError("give at least one network, e.g. unet:resnet18", code="invalid_network")
     if len({n.name for n in networks}) != len(networks):
         raise WorkflowError(
-            "the same network is listed twice; list each arch:encoder once", 422, "invalid_network"
+            "the same network is listed twice; list each arch:encoder once", code="invalid_network"
         )
     return networks
 
@@ -105,7 +104,7 @@ def parse_training(value: dict | None) -> dict:
     for key, item in (value or {}).items():
         if key not in settings:
             raise WorkflowError(
-                f"unknown training setting {key!r}; known: {', '.join(settings)}", 422, "invalid_setting"
+                f"unknown training setting {key!r}; known: {', '.join(settings)}", code="invalid_setting"
             )
         settings[key] = item
     for key in ("size", "epochs", "batch_size"):
@@ -116,18 +115,16 @@ def parse_training(value: dict | None) -> dict:
         ):
             raise WorkflowError(
                 f"training {key} must be a positive whole number, got {settings[key]!r}",
-                422,
-                "invalid_setting",
+                code="invalid_setting",
             )
     threads = settings["threads"]
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise WorkflowError(
             f"training threads must be null or a positive whole number, got {threads!r}",
-            422,
-            "invalid_setting",
+            code="invalid_setting",
         )
     if not isinstance(settings["lr"], (int, float)) or not 0 < settings["lr"] < 1:
-        raise WorkflowError(f"training lr must lie in (0, 1), got {settings['lr']!r}", 422, "invalid_setting")
+        raise WorkflowError(f"training lr must lie in (0, 1), got {settings['lr']!r}", code="invalid_setting")
     return settings
 
 
@@ -167,10 +164,9 @@ def cxrmap_trainer(task: TrainTask) -> dict[int, np.ndarray]:
         normalise_manifest(rows), settings["size"], cache_dir=task.workdir / "cache", progress=False
     )
     if len(cache) < 2:
-        raise WorkflowError(
+        raise WorkflowConflict(
             f"{task.network.name} needs at least 2 training images with masks, has {len(cache)}",
-            409,
-            "too_few_masks",
+            code="too_few_masks",
         )
     config = TrainConfig(
         arch=task.network.arch, encoder=task.network.encoder, size=settings["size"],

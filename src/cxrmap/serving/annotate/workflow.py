@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import and_, func, or_, select, update
 
+from cxrmap.core.errors import TooLargeError
 from cxrmap.core.images import FAST_PNG, encode_png
 from cxrmap.data.io import read_image, read_mask
 from cxrmap.serving.annotate.db import (
@@ -49,7 +50,7 @@ from cxrmap.serving.annotate.db import (
     loads,
     utcnow,
 )
-from cxrmap.serving.annotate.errors import WorkflowError, not_found
+from cxrmap.serving.annotate.errors import WorkflowConflict, WorkflowError, not_found
 from cxrmap.serving.annotate.masks import (
     MaskError,
     decode_mask_upload,
@@ -64,6 +65,8 @@ CLAIM_TTL = timedelta(hours=1)
 MAX_DRAFT_BYTES = 2 * 2**20
 STAGE_KINDS = {"stage1": 1, "stage2": 2}
 API = "/api/v1"
+STAGE1_FOLDS = 5
+"""Stage I cross-validation folds when none are given (paper Sec. II-B: a 5-fold scheme)."""
 
 
 # ------------------------------------------------------------------------------------------ stage jobs
@@ -71,14 +74,16 @@ def stage_params(db: Database, project_id: int, stage: int, body: dict) -> dict:
     """Check that ``stage`` can start now with ``body``'s settings; return the job parameters.
 
     Raises:
-        WorkflowError: unknown project, another stage job queued or running, too few manual/accepted
-            masks, Stage I images still under review (Stage II), nothing left to annotate.
+        NotFoundError: unknown project.
+        WorkflowError: a bad setting (networks, training, seed, folds, limit).
+        WorkflowConflict: another stage job queued or running, too few manual/accepted masks, Stage I
+            images still under review (Stage II), nothing left to annotate.
     """
     networks = parse_networks(body.get("networks"))
     training = parse_training(body.get("training"))
     seed = body.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise WorkflowError(f"seed must be a non-negative whole number, got {seed!r}", 422, "invalid_setting")
+        raise WorkflowError(f"seed must be a non-negative whole number, got {seed!r}", code="invalid_setting")
     params = {
         "networks": [{"arch": n.arch, "encoder": n.encoder} for n in networks],
         "training": training,
@@ -95,17 +100,16 @@ def stage_params(db: Database, project_id: int, stage: int, body: dict) -> dict:
             )
         )
         if busy is not None:
-            raise WorkflowError(
+            raise WorkflowConflict(
                 f"job {busy} of this project is still queued or running; wait for it or cancel it",
-                409,
-                "job_running",
+                code="job_running",
             )
         counts = status_counts(session, project_id)
         if stage == 1:
-            folds = body.get("folds", 3)
+            folds = STAGE1_FOLDS if body.get("folds") is None else body["folds"]
             if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= 20:
                 raise WorkflowError(
-                    f"folds must be a whole number from 2 to 20, got {folds!r}", 422, "invalid_setting"
+                    f"folds must be a whole number from 2 to 20, got {folds!r}", code="invalid_setting"
                 )
             manual = session.scalar(
                 select(func.count())
@@ -113,18 +117,17 @@ def stage_params(db: Database, project_id: int, stage: int, body: dict) -> dict:
                 .where(Image.project_id == project_id, Image.status == "new", Image.manual_path != "")
             )
             if manual < max(folds, 3):
-                raise WorkflowError(
+                raise WorkflowConflict(
                     f"Stage I needs manual masks on at least {max(folds, 3)} images not yet reviewed; the "
                     f"project has {manual}. Import the doctors' masks (masks folder / Ground-truths)",
-                    409,
-                    "too_few_masks",
+                    code="too_few_masks",
                 )
             params["folds"] = folds
         else:
             limit = body.get("limit")
             if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
                 raise WorkflowError(
-                    f"limit must be a positive whole number or null, got {limit!r}", 422, "invalid_setting"
+                    f"limit must be a positive whole number or null, got {limit!r}", code="invalid_setting"
                 )
             pending1 = session.scalar(
                 select(func.count())
@@ -133,24 +136,21 @@ def stage_params(db: Database, project_id: int, stage: int, body: dict) -> dict:
                 .where(Image.project_id == project_id, Image.status == "pending", Round.stage == 1)
             )
             if pending1:
-                raise WorkflowError(
+                raise WorkflowConflict(
                     f"{pending1} Stage I images still wait for their reviews; Stage II trains on "
                     "the masks Stage I accepts, finish those reviews first",
-                    409,
-                    "stage1_open",
+                    code="stage1_open",
                 )
             if counts["accepted"] < 2:
-                raise WorkflowError(
+                raise WorkflowConflict(
                     f"Stage II trains on accepted masks and the project has {counts['accepted']}; "
                     "run Stage I (and its reviews) first",
-                    409,
-                    "too_few_masks",
+                    code="too_few_masks",
                 )
             if counts["new"] == 0:
-                raise WorkflowError(
+                raise WorkflowConflict(
                     "every image already has candidates or an accepted mask; nothing is left for Stage II",
-                    409,
-                    "nothing_to_do",
+                    code="nothing_to_do",
                 )
             params["limit"] = limit
     return params
@@ -196,7 +196,7 @@ def _run_tasks(ctx: StageContext, tasks: list[tuple[str, TrainTask]]) -> dict[st
             missing = {image_id for image_id, _ in task.predict} - set(masks)
             if missing:
                 raise WorkflowError(
-                    f"{key} returned no mask for {len(missing)} images", 500, "trainer_failed"
+                    f"{key} returned no mask for {len(missing)} images", code="trainer_failed"
                 )
             files = {}
             for image_id, mask in masks.items():
@@ -219,10 +219,9 @@ def run_stage1(ctx: StageContext, params: dict) -> dict:
             .order_by(Image.id)
         ).all()
     if len(images) < folds:
-        raise WorkflowError(
+        raise WorkflowConflict(
             f"Stage I needs at least {folds} images with manual masks, found {len(images)}",
-            409,
-            "too_few_masks",
+            code="too_few_masks",
         )
     permutation = np.random.default_rng(seed).permutation(len(images))
     fold_of = {images[i].id: rank % folds for rank, i in enumerate(permutation)}
@@ -276,10 +275,9 @@ def run_stage2(ctx: StageContext, params: dict) -> dict:
             query = query.limit(int(params["limit"]))
         targets = session.scalars(query).all()
     if len(accepted) < 2 or not targets:
-        raise WorkflowError(
+        raise WorkflowConflict(
             f"Stage II needs accepted masks ({len(accepted)}) and images without one ({len(targets)})",
-            409,
-            "nothing_to_do",
+            code="nothing_to_do",
         )
     train = [(path, str(ctx.project_dir / mask)) for path, mask in accepted]
     tasks = [
@@ -430,7 +428,7 @@ def next_review(db: Database, project_id: int, user_id: int) -> dict | None:
     """The reviewer's oldest open review of the project, or a new one on the next claimable image.
 
     Raises:
-        WorkflowError: 404 when the project does not exist or the user is not one of its reviewers.
+        NotFoundError: the project does not exist or the user is not one of its reviewers.
     """
     with db.session(write=True) as session:
         project = session.scalars(select(Project).where(Project.id == project_id).with_for_update()).first()
@@ -598,22 +596,21 @@ def save_draft(db: Database, token: str, user_id: int, seq: int, state: Any) -> 
     """Keep ``state`` as the review's draft unless a draft with a higher ``seq`` is stored (idempotent).
 
     Raises:
-        WorkflowError: 404 not the reviewer's review, 409 already submitted, 413 draft too large.
+        NotFoundError: not the reviewer's review. WorkflowConflict: already submitted.
+        TooLargeError: the draft is too large.
     """
     text = json.dumps(state, separators=(",", ":"))
     if len(text) > MAX_DRAFT_BYTES:
-        raise WorkflowError(
+        raise TooLargeError(
             f"the draft is {len(text):,} bytes, over the limit of {MAX_DRAFT_BYTES:,}; store the mask as RLE",
-            413,
-            "draft_too_large",
+            code="draft_too_large",
         )
     with db.session(write=True) as session:
         review = _own_review(session, token, user_id, lock=True)
         if review.status != "open":
-            raise WorkflowError(
+            raise WorkflowConflict(
                 "this review is already submitted (or withdrawn); its draft is closed",
-                409,
-                "already_submitted" if review.status == "done" else "withdrawn",
+                code="already_submitted" if review.status == "done" else "withdrawn",
             )
         now = utcnow()
         review.last_active_at = now
@@ -633,8 +630,9 @@ def submit(db: Database, project_dir: Path, token: str, user_id: int, body: dict
     Resending the identical submission answers the stored review again (safe retry after a lost answer).
 
     Raises:
-        WorkflowError: 404 not the reviewer's review, 409 already submitted differently or withdrawn,
-            422 an unknown candidate token or an invalid drawn mask.
+        NotFoundError: not the reviewer's review.
+        WorkflowConflict: already submitted differently, or withdrawn.
+        WorkflowError: an unknown candidate token or an invalid drawn mask.
     """
     decision = body.get("decision")
     with db.session() as session:
@@ -648,7 +646,7 @@ def submit(db: Database, project_dir: Path, token: str, user_id: int, body: dict
         choice = body.get("choice")
         if choice not in tokens:
             raise WorkflowError(
-                "choice must be the token of one of this review's candidates", 422, "invalid_choice"
+                "choice must be the token of one of this review's candidates", code="invalid_choice"
             )
         digest = hashlib.sha256(f"choose:{choice}".encode()).hexdigest()
     elif decision == "reject":
@@ -656,16 +654,15 @@ def submit(db: Database, project_dir: Path, token: str, user_id: int, body: dict
         if start is not None and start not in tokens:
             raise WorkflowError(
                 "start_from must be null or the token of one of this review's candidates",
-                422,
-                "invalid_choice",
+                code="invalid_choice",
             )
         try:
             mask = decode_mask_upload(body.get("mask"), width, height, max_pixels)
         except MaskError as error:
-            raise WorkflowError(str(error), 422, "invalid_mask") from None
+            raise WorkflowError(str(error), code="invalid_mask") from None
         digest = hashlib.sha256(f"reject:{start}:".encode() + np.packbits(mask).tobytes()).hexdigest()
     else:
-        raise WorkflowError('decision must be "choose" or "reject"', 422, "invalid_decision")
+        raise WorkflowError('decision must be "choose" or "reject"', code="invalid_decision")
     drawn = save_mask(project_dir, "drawn", mask) if mask is not None else None
     used = False
     try:
@@ -674,15 +671,14 @@ def submit(db: Database, project_dir: Path, token: str, user_id: int, body: dict
             review = _own_review(session, token, user_id, lock=True)
             if review.status == "done":
                 if review.digest != digest:
-                    raise WorkflowError(
-                        "this review was already submitted with another decision", 409, "already_submitted"
+                    raise WorkflowConflict(
+                        "this review was already submitted with another decision", code="already_submitted"
                     )
                 return review_item(session, review)
             if review.status == "withdrawn":
-                raise WorkflowError(
+                raise WorkflowConflict(
                     "this image was completed by other reviewers meanwhile; take the next one",
-                    409,
-                    "withdrawn",
+                    code="withdrawn",
                 )
             review.status, review.decision, review.digest = "done", decision, digest
             review.submitted_at = review.last_active_at = utcnow()

@@ -9,8 +9,9 @@
 - ``GET /api/v1/model`` the model card; ``GET /healthz``; ``GET /colorbar.png`` the map's colour legend;
 - ``GET /api/v1/openapi.json`` the OpenAPI schema (no interactive docs: they need external scripts).
 
-Uploads are vetted by :mod:`cxrmap.serving.http.security` (size cap while streaming, magic bytes, declared pixel
-count, DICOM header) and processed in memory; nothing is written to disk and no DICOM tag is echoed.
+Uploads are vetted by the shared HTTP layer (:mod:`cxrmap.serving.http`: size cap while streaming, format by
+content, declared pixel count, DICOM header) and processed in memory; nothing is written to disk and no
+DICOM tag is echoed.
 Predictions run in a bounded pool of worker threads: beyond the queue limit the server answers 503 with
 ``Retry-After`` rather than piling up work, so ``/healthz`` and the page stay responsive under load.
 """
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,26 +30,20 @@ import uvicorn
 from fastapi import FastAPI, File, UploadFile
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
-from starlette.middleware.trustedhost import TrustedHostMiddleware
+from pydantic import BaseModel, Field, create_model
 
 from cxrmap import __version__
-from cxrmap.core.errors import CxrmapError, DataError
+from cxrmap.core.errors import BusyError, CxrmapError, DataError
 from cxrmap.core.fileio import json_safe
 from cxrmap.core.images import FAST_PNG, data_uri, encode_png, file_sha256
 from cxrmap.data.io import decode_image
 from cxrmap.models.checkpoint import load_model
 from cxrmap.predict.maps import infection_map
 from cxrmap.predict.predictor import Predictor
-from cxrmap.serving.http.security import (
-    BodySizeLimitMiddleware,
-    SecurityHeadersMiddleware,
-    UploadError,
-    check_upload,
-    install_error_handlers,
-)
-
-logger = logging.getLogger(__name__)
+from cxrmap.predict.severity import REGIONS
+from cxrmap.serving.http.errors import install_error_handlers
+from cxrmap.serving.http.middleware import install_middleware
+from cxrmap.serving.http.uploads import check_upload
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -74,31 +68,34 @@ PHANTOM_WARNING = (
 class ErrorDetail(BaseModel):
     code: str = Field(description="Stable machine-readable reason, e.g. 'too_many_pixels'.")
     message: str = Field(description="What was expected, what came, and how to fix it.")
+    request_id: str = Field(description="The request's id, as in its X-Request-ID header and the logs.")
 
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-class Severity(BaseModel):
+class _SeverityBase(BaseModel):
     """Infected share of the lungs, overall and per zone (fractions in [0, 1]; patient's right/left)."""
 
     image: float = Field(description="Infected share of all pixels of the image.")
     lungs: float = Field(description="Infected share of the lung pixels.")
-    right_upper: float | None = None
-    right_middle: float | None = None
-    right_lower: float | None = None
-    left_upper: float | None = None
-    left_middle: float | None = None
-    left_lower: float | None = None
-    right: float | None = None
-    left: float | None = None
-    upper: float | None = None
-    middle: float | None = None
-    lower: float | None = None
     lung_pixels: int
     infected_lung_pixels: int
     note: str = ""
+
+
+Severity = create_model(
+    "Severity",
+    __base__=_SeverityBase,
+    __doc__=_SeverityBase.__doc__,
+    **{
+        region: (float | None, Field(default=None, description=f"Infected share of the {region} region."))
+        for region in REGIONS
+    },
+)
+"""The severity answer: :class:`_SeverityBase` and one share per region of
+:data:`cxrmap.predict.severity.REGIONS`."""
 
 
 class PredictResponse(BaseModel):
@@ -221,14 +218,13 @@ class ModelService:
         return self._colorbar
 
     def acquire(self) -> None:
-        """Take a place among the requests in flight, or raise 503 when all ``capacity`` places are taken."""
+        """Take a place among the requests in flight, or raise :class:`BusyError` when all ``capacity``
+        places are taken."""
         if not self._slots.acquire(blocking=False):
-            raise UploadError(
-                503,
-                "busy",
+            raise BusyError(
                 f"The server is busy ({self.capacity} predictions running or queued); retry in a few "
                 "seconds.",
-                headers={"Retry-After": "5"},
+                retry_after=5,
             )
         with self._lock:
             self.in_flight += 1
@@ -242,7 +238,8 @@ class ModelService:
         """Vet, decode and predict one upload; return the :class:`PredictResponse` fields.
 
         Raises:
-            UploadError: the upload is refused (see :func:`cxrmap.serving.http.security.check_upload`) or undecodable.
+            CxrmapError: the upload is refused (see :func:`cxrmap.serving.http.uploads.check_upload`);
+                DataError ``unreadable_image``: its pixels cannot be decoded.
         """
 
         start = time.perf_counter()
@@ -252,10 +249,9 @@ class ModelService:
         except DataError as error:
             # DICOM messages could quote header values; say only that the pixels could not be decoded.
             reason = "its pixel data could not be decoded" if kind == "dicom" else str(error)
-            raise UploadError(
-                422,
-                "unreadable_image",
+            raise DataError(
                 f"The {kind.upper()} file could not be read: {reason}. Re-export the image and retry.",
+                code="unreadable_image",
             ) from None
         prediction = self.predictor.predict([image])[0]
         rgb = infection_map(image, prediction.prob)
@@ -283,7 +279,7 @@ class ModelService:
 
 
 # ----------------------------------------------------------------------------------------------- app
-_ERRORS = {status: {"model": ErrorResponse} for status in (400, 413, 415, 422, 503)}
+_ERRORS = {status: {"model": ErrorResponse} for status in (400, 413, 415, 422, 500, 503)}
 
 
 def create_app(
@@ -335,10 +331,7 @@ def create_app(
     )
     app.state.service = service
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_upload_bytes)
-    if allowed_hosts:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
-    app.add_middleware(SecurityHeadersMiddleware)
+    install_middleware(app, max_upload_bytes, allowed_hosts)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -351,6 +344,7 @@ def create_app(
 
     @app.get("/healthz", response_model=Health, tags=["service"])
     async def healthz() -> dict[str, Any]:
+        """Liveness and load: the model's id, the predictions in flight and how many are accepted at once."""
         return {
             "status": "ok",
             "model_id": service.model_id,
@@ -360,21 +354,21 @@ def create_app(
 
     @app.get("/api/v1/model", response_model=ModelCard, tags=["model"])
     async def model_card() -> dict[str, Any]:
+        """The model card: architecture, training data, threshold and the cross-validated figures."""
         return service.card
 
     @app.post("/api/v1/predict", response_model=PredictResponse, responses=_ERRORS, tags=["model"])
     async def predict(file: UploadFile = File(description="Chest X-ray: PNG, JPEG or monochrome DICOM.")):
+        """Detect COVID-19 and map the infection in one chest X-ray (paper Sec. II-D, Fig. 5).
+
+        The image is COVID-19 when any pixel's infection probability reaches the threshold; the answer also
+        gives the infected share of the lungs per zone and the map as a PNG data URI. Busy: 503 with
+        ``Retry-After``.
+        """
         service.acquire()
         try:
             data = await file.read()
             return await asyncio.get_running_loop().run_in_executor(service.executor, service.analyse, data)
-        except UploadError:
-            raise
-        except Exception:  # answered here, inside the security middleware, as a bare 500 without details
-            logger.exception("prediction failed")
-            raise UploadError(
-                500, "internal_error", "The prediction failed on the server; it has been logged."
-            ) from None
         finally:
             await file.close()
             service.release()
