@@ -85,6 +85,24 @@ def test_decompression_bomb_refused_from_the_header(tmp_path, monkeypatch):
         limits.max_pixel_limit()
 
 
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_exif_orientation_is_applied(tmp_path, suffix):
+    # orientation 6: the stored pixels are shown turned 90 degrees clockwise
+    stored = np.zeros((40, 64), dtype=np.uint8)
+    stored[:, :16] = 255  # a bright band on the stored image's left edge
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / f"rotated{suffix}"
+    Image.fromarray(stored).save(path, exif=exif, **({"quality": 95} if suffix == ".jpg" else {}))
+    image = io.read_image(path)
+    assert image.shape == (64, 40)
+    assert io.check_image(path) == io.ImageInfo(
+        width=40, height=64, format=suffix[1:].upper().replace("JPG", "JPEG")
+    )
+    assert image[:16].mean() > 200 and image[24:].mean() < 30  # the band is now on top
+    assert io.decode_image(path.read_bytes()).shape == (64, 40)
+
+
 def test_read_mask_binarises_and_accepts_zero_one_masks(tmp_path):
     values = np.array([[0, 100, 127, 128, 200, 255]], dtype=np.uint8)
     np.testing.assert_array_equal(io.read_mask(write_png(tmp_path / "m.png", values)), [[0, 0, 0, 1, 1, 1]])
