@@ -19,3 +19,7 @@ class ModelError(CxrmapError):
 
 class CheckpointError(CxrmapError):
     """A checkpoint that is missing, truncated, corrupt or from another architecture."""
+
+
+class OptionError(CxrmapError):
+    """A command-line option or argument that is malformed, out of range or not usable on this machine."""

@@ -76,16 +76,54 @@ def normalise_manifest(rows: pd.DataFrame | list[dict]) -> pd.DataFrame:
     return frame
 
 
+_SNIFF = 8192  # bytes read to tell a text file from a binary one
+
+
+def check_manifest_file(path: str | os.PathLike) -> Path:
+    """Check cheaply that ``path`` is a manifest CSV: an existing, non-empty UTF-8 text file.
+
+    Raises:
+        DataError: missing, a folder, empty, or binary (NUL bytes, not UTF-8).
+    """
+    path = Path(path)
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise DataError(f"manifest {path} {what}; create one with `cxrmap index ROOT --out {path}`")
+    with open(path, "rb") as handle:
+        head = handle.read(_SNIFF)
+    if not head.strip():
+        raise DataError(f"manifest {path} is empty; write it again with `cxrmap index ROOT --out {path}`")
+    if b"\0" in head:
+        raise _binary(path)
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        cut_at_the_end = len(head) == _SNIFF and error.start >= _SNIFF - 3  # a character split by the read
+        if not cut_at_the_end:
+            raise _binary(path) from None
+    return path
+
+
+def _binary(path: Path) -> DataError:
+    return DataError(
+        f"manifest {path} is not a text CSV (binary or not UTF-8); give the CSV written by `cxrmap index`"
+    )
+
+
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     """Read a manifest CSV written by :func:`write_manifest` (or by hand with the same columns).
 
     Raises:
-        DataError: the file is missing or lacks the required columns.
+        DataError: the file is missing, empty, binary, not parseable as CSV, or lacks the required columns.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"manifest {path} does not exist; create one with `cxrmap index ROOT --out {path}`")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    path = check_manifest_file(path)
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+        raise DataError(
+            f"manifest {path} cannot be parsed as CSV ({reason}); write it again with `cxrmap index`"
+        ) from None
     missing = [c for c in ("image_path", "label") if c not in frame.columns]
     if missing:
         raise DataError(f"manifest {path} lacks the columns {missing}; expected at least {COLUMNS[:5]}")
