@@ -87,7 +87,7 @@ def check_manifest_file(path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     if not path.is_file():
-        what = "is a folder" if path.is_dir() else "does not exist"
+        what = "does not exist" if not path.exists() else "is not a regular file"
         raise DataError(f"manifest {path} {what}; create one with `cxrmap index ROOT --out {path}`")
     with open(path, "rb") as handle:
         head = handle.read(_SNIFF)
