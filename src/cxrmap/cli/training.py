@@ -44,6 +44,16 @@ def _indices(manifest, fold: int | None, split: str | None, folds: int, seed: in
     return manifest, np.arange(len(manifest)), np.zeros(0, np.int64)
 
 
+def _refuse_unreadable(cache, manifest_path: Path, skip_missing: bool) -> None:
+    """Refuse training on a cache that left out rows it could not read, unless ``skip_missing``."""
+    if cache.skipped and not skip_missing:
+        first = "; ".join(f"{path}: {reason}" for path, reason in list(cache.skipped)[:3])
+        raise DataError(
+            f"manifest {manifest_path}: {len(cache.skipped)} image(s) cannot be read ({first}); "
+            "fix or remove them and index the data again with `cxrmap index`, or pass --skip-missing"
+        )
+
+
 def _print_tables(paths: dict, console) -> None:
     for role in ("segmentation", "detection", "confusion", "subgroups"):
         if role in paths:
@@ -70,6 +80,7 @@ def run_train(
     device: str | None,
     resume: bool,
     progress: bool,
+    skip_missing: bool = False,
 ):
     """Train one model (see ``cxrmap train --help``); evaluate it on the held-out rows when there are some.
 
@@ -81,7 +92,7 @@ def run_train(
     from rich.console import Console
 
     from cxrmap.data.cache import build_cache
-    from cxrmap.data.manifest import read_manifest
+    from cxrmap.data.manifest import read_manifest, require_images
     from cxrmap.evaluate.evaluation import write_results
     from cxrmap.study.cv import train_and_evaluate
     from cxrmap.train import get_preset
@@ -100,7 +111,9 @@ def run_train(
     )
     config = dataclasses.replace(config, weights=weights)
     main = int(os.environ.get("RANK", "0")) == 0
-    cache = build_cache(read_manifest(manifest_path), config.size, progress=progress and main)
+    manifest = require_images(read_manifest(manifest_path), manifest_path, skip_missing=skip_missing)
+    cache = build_cache(manifest, config.size, progress=progress and main)
+    _refuse_unreadable(cache, manifest_path, skip_missing)
     _, train_idx, test_idx = _indices(cache.manifest, fold, split, config.folds, config.seed)
     console = Console()
     result, evaluation = train_and_evaluate(
@@ -195,6 +208,9 @@ def register(app: typer.Typer) -> None:
         workers: int = workers_option(),
         device: str = device_option(),
         resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt where it stopped."),
+        skip_missing: bool = typer.Option(
+            False, "--skip-missing", help="Train on the rows whose image exists (default: refuse missing)."
+        ),
         quiet: bool = quiet_option(),
     ) -> None:
         """Train a segmentation network (one process, or many under torchrun)."""
@@ -217,6 +233,7 @@ def register(app: typer.Typer) -> None:
             device=device,
             resume=resume,
             progress=not quiet,
+            skip_missing=skip_missing,
         )
 
     @app.command("evaluate")

@@ -130,6 +130,36 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     return normalise_manifest(frame)
 
 
+def missing_images(frame: pd.DataFrame) -> list[str]:
+    """The rows' ``image_path`` values that name no existing file, in manifest order."""
+    return [path for path in frame["image_path"] if not os.path.isfile(path)]
+
+
+def require_images(
+    frame: pd.DataFrame, path: str | os.PathLike, *, skip_missing: bool = False
+) -> pd.DataFrame:
+    """``frame`` if every image it names exists; with ``skip_missing``, ``frame`` without those rows.
+
+    Raises:
+        DataError: rows point at missing images (and ``skip_missing`` is off), or every row does.
+    """
+    missing = missing_images(frame)
+    if not missing:
+        return frame
+    first = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+    if skip_missing and len(missing) < len(frame):
+        return frame[~frame["image_path"].isin(set(missing))].reset_index(drop=True)
+    fix = (
+        "no row is left to use; index the data again"
+        if skip_missing
+        else "index the data again with `cxrmap index`, or pass --skip-missing to use the other rows"
+    )
+    raise DataError(
+        f"manifest {path}: {len(missing)} of {len(frame)} rows point at images that do not exist "
+        f"({first}); {fix}"
+    )
+
+
 def write_manifest(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write ``frame`` as CSV atomically (a crash leaves the previous manifest intact)."""
     path = Path(path)
