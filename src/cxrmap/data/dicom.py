@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 import numpy as np
 import pydicom
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_windowing
 
 from cxrmap.core.errors import DataError
@@ -35,6 +35,11 @@ from cxrmap.data.limits import check_pixel_count
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 
 DicomSource = str | os.PathLike | bytes | BinaryIO
+_HEADER_ERRORS = (
+    OSError, EOFError, ValueError, KeyError, TypeError, IndexError, OverflowError, AttributeError,
+    struct.error, BytesLengthException,
+)  # fmt: skip
+"""What pydicom raises on a damaged or truncated file (it parses lazily, so also on first access)."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ def _dcmread(source: DicomSource, name: str, stop_before_pixels: bool):
             f"{name} is not a DICOM file (no 'DICM' marker at byte 128); give a DICOM Part 10 file, "
             "or a PNG/JPEG image"
         ) from None
-    except (OSError, EOFError, ValueError, KeyError, TypeError, struct.error) as error:
+    except _HEADER_ERRORS as error:
         raise DataError(
             f"cannot read the DICOM header of {name} ({type(error).__name__}); the file is damaged or "
             "truncated, export it again"
@@ -79,6 +84,16 @@ def _dcmread(source: DicomSource, name: str, stop_before_pixels: bool):
 
 def _check_dataset(ds, name: str, max_pixels: int | None) -> DicomInfo:
     """Refuse anything that is not a single-frame grayscale image within the pixel limit."""
+    try:
+        return _check_attributes(ds, name, max_pixels)
+    except _HEADER_ERRORS as error:
+        raise DataError(
+            f"cannot read the DICOM header of {name} ({type(error).__name__}); the file is damaged or "
+            "truncated, export it again"
+        ) from None
+
+
+def _check_attributes(ds, name: str, max_pixels: int | None) -> DicomInfo:
     photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
     if not photometric:
         raise DataError(
@@ -253,7 +268,7 @@ def read_dicom(source: DicomSource, *, name: str | None = None, max_pixels: int 
             f"cannot decode the pixel data of {name} (compressed as {syntax_name}); install the pydicom "
             "decoders (`pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg`) or export it as PNG"
         ) from None
-    except (ValueError, AttributeError, TypeError, KeyError, struct.error, EOFError, OSError) as error:
+    except _HEADER_ERRORS as error:
         raise DataError(
             f"cannot decode the pixel data of {name} ({type(error).__name__}: {str(error)[:120]}); "
             "the file is truncated or damaged, export it again"
@@ -265,7 +280,7 @@ def read_dicom(source: DicomSource, *, name: str | None = None, max_pixels: int 
         )
     try:
         values, low, high = _apply_voi(apply_modality_lut(stored, ds), ds, name)
-    except (ValueError, NotImplementedError, AttributeError, TypeError, IndexError) as error:
+    except (NotImplementedError, *_HEADER_ERRORS) as error:
         raise DataError(
             f"{name} has an unusable modality or VOI LUT / window ({str(error)[:160]}); "
             "fix the window attributes or export the image as PNG"
