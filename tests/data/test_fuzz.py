@@ -127,13 +127,13 @@ def dicom_files(draw):
     """DICOM bytes with random headers (size, bits, photometric, rescale, window, VOI LUT) and pixel data."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.sequence import Sequence
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import ExplicitVRLittleEndian
 
     rows, columns = draw(st.integers(0, 48)), draw(st.integers(0, 48))
     allocated = draw(st.sampled_from([8, 16]))
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.8.498.1"  # fixed: the file's length is drawn on
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
