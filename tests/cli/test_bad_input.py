@@ -12,6 +12,7 @@ import torch
 
 from cxrmap.cli import main
 from cxrmap.data.manifest import write_manifest
+from cxrmap.predict.predictor import FIELDS
 from tests.helpers.checkpoints import write_tiny_checkpoint
 from tests.helpers.images import tree_hashes, write_jpeg2000_dicom, write_png
 
@@ -92,7 +93,8 @@ if not torch.cuda.is_available():
 def test_bad_input_is_one_clear_error(argv, expect, files, tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"
     write_png(out / "maps" / "old.png", np.zeros((4, 4), np.uint8))
-    (out / "predictions.csv").write_text("path,map\nold.png,maps/old.png\n")
+    header = ",".join(["path", "map", *FIELDS])
+    (out / "predictions.csv").write_text(f"{header}\n/old.png,maps/old.png{',' * len(FIELDS)}\n")
     (out / "keep.txt").write_text("results of an earlier run")
     before = tree_hashes(out)
     names = {key: str(value) for key, value in files.items()} | {"out": str(out)}

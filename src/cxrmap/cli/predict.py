@@ -163,7 +163,7 @@ def run_predict(
             bar.update(len(jobs[start : start + batch_size]))
         os.fsync(handle.fileno())
     new_rows = _read_rows(staging / PREDICTIONS_CSV, columns)
-    if not previous and not new_rows:
+    if not new_rows and files and len(files) == len(found.images):  # nothing of this input was readable
         _write_skipped(out, skipped, atomic_write)
         shutil.rmtree(staging)
         raise DataError(
