@@ -85,6 +85,24 @@ def test_decompression_bomb_refused_from_the_header(tmp_path, monkeypatch):
         limits.max_pixel_limit()
 
 
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_exif_orientation_is_applied(tmp_path, suffix):
+    # orientation 6: the stored pixels are shown turned 90 degrees clockwise
+    stored = np.zeros((40, 64), dtype=np.uint8)
+    stored[:, :16] = 255  # a bright band on the stored image's left edge
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / f"rotated{suffix}"
+    Image.fromarray(stored).save(path, exif=exif, **({"quality": 95} if suffix == ".jpg" else {}))
+    image = io.read_image(path)
+    assert image.shape == (64, 40)
+    assert io.check_image(path) == io.ImageInfo(
+        width=40, height=64, format=suffix[1:].upper().replace("JPG", "JPEG")
+    )
+    assert image[:16].mean() > 200 and image[24:].mean() < 30  # the band is now on top
+    assert io.decode_image(path.read_bytes()).shape == (64, 40)
+
+
 def test_read_mask_binarises_and_accepts_zero_one_masks(tmp_path):
     values = np.array([[0, 100, 127, 128, 200, 255]], dtype=np.uint8)
     np.testing.assert_array_equal(io.read_mask(write_png(tmp_path / "m.png", values)), [[0, 0, 0, 1, 1, 1]])
@@ -151,6 +169,54 @@ def test_dicom_voi_lut_sequence_preferred_over_window(tmp_path):
     )
     # inputs below 100 take the first entry, above 103 the last; LUT output 0..1023 scaled to 0..255
     np.testing.assert_array_equal(io.read_image(path), [[0, 0, 85, 170, 255, 255]])
+
+
+def _voi_lut_dicom(path, stored, descriptor, vr, data, photometric="MONOCHROME2"):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    item = Dataset()
+    item.add_new(0x00283002, "US", descriptor)
+    item.add_new(0x00283006, vr, data)
+    return write_dicom(path, stored, photometric=photometric, VOILUTSequence=Sequence([item]))
+
+
+# a 12-bit ramp through a 4096-entry VOI LUT; the LUT is the identity scaled to the entry width
+_RAMP = np.arange(4096, dtype=np.uint16).reshape(64, 64)
+_LUT_8 = (np.arange(4096) * 255 // 4095).astype(np.uint16)
+_LUT_16 = np.arange(4096, dtype=np.uint16) * 16
+
+
+@pytest.mark.parametrize(
+    ("bits", "vr", "data", "expected"),
+    [
+        (8, "OW", _LUT_8.astype("<u2").tobytes(), _LUT_8[_RAMP]),  # one 8-bit entry per word
+        (8, "US", _LUT_8.tolist(), _LUT_8[_RAMP]),
+        (8, "OW", _LUT_8.astype(np.uint8).tobytes(), _LUT_8[_RAMP]),  # two entries packed per word
+        (16, "OW", _LUT_16.astype("<u2").tobytes(), np.rint(_LUT_16[_RAMP] * (255 / 65535))),
+    ],
+    ids=["8-bit-per-word-OW", "8-bit-per-word-US", "8-bit-packed", "16-bit"],
+)
+@pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
+def test_dicom_voi_lut_entry_widths(tmp_path, bits, vr, data, expected, photometric):
+    path = _voi_lut_dicom(tmp_path / "lut.dcm", _RAMP, [4096, 0, bits], vr, data, photometric)
+    expected = expected.astype(np.uint8)
+    if photometric == "MONOCHROME1":
+        expected = 255 - expected
+    np.testing.assert_array_equal(io.read_image(path), expected)
+
+
+def test_dicom_voi_lut_of_the_wrong_length_is_refused(tmp_path):
+    path = _voi_lut_dicom(tmp_path / "bad.dcm", _RAMP, [4096, 0, 8], "OW", b"\0" * 1000)
+    with pytest.raises(DataError) as caught:
+        io.read_image(path)
+    assert str(caught.value) == (
+        f"{path} has a VOI LUT of 4096 entries of 8 bits but 500 16-bit words of LUT Data; expected 4096 "
+        "(one entry per word) or 2048 (two 8-bit entries per word). The header is damaged, export it again"
+    )
+    path = _voi_lut_dicom(tmp_path / "bits.dcm", _RAMP, [4096, 0, 20], "OW", b"\0" * 8192)
+    with pytest.raises(DataError, match="declares 20 bits per VOI LUT entry"):
+        io.read_image(path)
 
 
 def test_dicom_without_extension_and_from_bytes(tmp_path):

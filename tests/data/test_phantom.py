@@ -151,6 +151,17 @@ def test_rerun_replaces_a_previous_phantom_and_refuses_a_foreign_folder(tmp_path
         generate(tmp_path / "real", n_covid=1, n_control=0, size=64, progress=False)
 
 
+def test_a_covid_qu_ex_root_is_refused_and_left_untouched(tmp_path):
+    root = tmp_path / "qu-ex"
+    for kind in ("images", "infection masks", "lung masks"):
+        (root / "Infection Segmentation Data" / "Train" / "COVID-19" / kind).mkdir(parents=True)
+    (root / "Infection Segmentation Data" / "Train" / "COVID-19" / "images" / "a.png").write_bytes(b"x")
+    with pytest.raises(DataError) as caught:
+        generate(root, n_covid=1, n_control=0, size=64, progress=False)
+    assert str(caught.value).startswith(f"{root} holds a real data set (covid-qu-ex in {root}")
+    assert sorted(p.name for p in root.iterdir()) == ["Infection Segmentation Data"]
+
+
 def test_group2_share_and_fixed_test_split():
     cases = plan(0, 100, group2_share=0.3)
     group2 = [c for c in cases if c.kind in FINDINGS]

@@ -35,3 +35,10 @@ def write_tiny_checkpoint(path: Path, data_kind: str = "phantom") -> Path:
         "created": "2024-01-01T00:00:00+00:00",
     }
     return save_checkpoint(path, {"meta": meta, "model": model.state_dict()})
+
+
+class RunsCode:
+    """An object whose unpickling would call ``print``: what a malicious checkpoint smuggles in."""
+
+    def __reduce__(self):
+        return (print, ("code ran on load",))

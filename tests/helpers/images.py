@@ -65,3 +65,29 @@ def png_declaring(path: Path, width: int, height: int) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ PNG / JPEG
+
+
+def write_jpeg2000_dicom(path: Path) -> Path:
+    """A DICOM with a valid grayscale header whose pixels are JPEG 2000 (undecodable without plugins)."""
+    import pydicom
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless
+
+    write_dicom(path, np.zeros((8, 8), np.uint16))
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + b"\0" * 60])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def tree_hashes(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``folder``, by relative path (to show that nothing was touched)."""
+    import hashlib
+
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }

@@ -16,6 +16,7 @@ from cxrmap.models.checkpoint import (
     save_checkpoint,
     update_meta,
 )
+from tests.helpers.checkpoints import RunsCode
 
 
 def _meta(model) -> dict:
@@ -79,6 +80,23 @@ def test_only_plain_values_load(tmp_path, model):
     torch.save({"format": "cxrmap-checkpoint", "meta": {"x": np.zeros(3)}, "model": {}}, path)
     with pytest.raises(CheckpointError):
         load_checkpoint(path)
+
+
+def test_code_objects_are_refused_without_advice_to_disable_the_guard(tmp_path, capsys):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "cxrmap-checkpoint", "meta": {}, "model": {"x": RunsCode()}}, path)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    assert str(caught.value) == (
+        f"checkpoint {path} holds code objects (Python objects other than tensors and plain values), "
+        "so it was refused unread; use a checkpoint written by `cxrmap train`"
+    )
+    assert "code ran on load" not in capsys.readouterr().out
+    path.write_bytes(b"not a torch file")
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    assert "(UnpicklingError: Unsupported operand 110)" in str(caught.value)
+    assert "weights_only" not in str(caught.value)
 
 
 def test_other_architecture_is_refused(tmp_path, model):

@@ -10,7 +10,8 @@ import torch
 
 from cxrmap.core.errors import ModelError
 from cxrmap.models import WEIGHTS, create_classifier, create_model
-from cxrmap.models.weights import ENV_WEIGHTS_DIR
+from cxrmap.models.weights import ENV_WEIGHTS_DIR, read_state_dict
+from tests.helpers.checkpoints import RunsCode
 
 
 @pytest.fixture(autouse=True)
@@ -204,3 +205,15 @@ def test_weights_spec_is_frozen_and_describes_the_input():
     assert (0 - mean[0]) / std[0] == pytest.approx(-1024) and (1 - mean[0]) / std[0] == pytest.approx(1024)
     assert WEIGHTS["inception_v3"]["imagenet"].normalisation(3) == ((0.5,) * 3, (0.5,) * 3)
     assert WEIGHTS["densenet121"]["imagenet"].normalisation(1) == ((0.449,), (0.226,))
+
+
+def test_weights_file_with_code_objects_is_refused(tmp_path, capsys):
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": {"x": RunsCode()}}, path)
+    with pytest.raises(ModelError) as caught:
+        read_state_dict(path)
+    assert str(caught.value) == (
+        f"weights file {path} holds code objects (Python objects other than tensors and plain values), "
+        "so it was refused unread; give a state dict saved with torch.save(model.state_dict(), path)"
+    )
+    assert "code ran on load" not in capsys.readouterr().out

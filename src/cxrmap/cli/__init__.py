@@ -10,6 +10,7 @@ import importlib
 import sys
 
 import typer
+from typer.exceptions import TyperException
 
 from cxrmap.core.errors import CxrmapError
 
@@ -28,9 +29,24 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
-    """Entry point of the console script: user errors print one clear message, exit code 2."""
+    """Entry point of the console script: user errors (bad options included) print ``error: ...``, exit 2."""
     try:
-        app()
+        code = app(standalone_mode=False)
     except CxrmapError as error:
-        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
-        sys.exit(2)
+        _fail(str(error))
+    except TyperException as error:  # usage errors (unknown option, bad value, missing argument)
+        ctx = getattr(error, "ctx", None)
+        if type(error).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            typer.echo(ctx.get_help(), err=True)
+            sys.exit(2)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        _fail(f"{error.format_message()}{hint}")
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    sys.exit(2)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from cxrmap.cli.options import check_folds, quiet_option
 from cxrmap.core.errors import DataError
 
 SHOWN = 20
@@ -146,7 +147,11 @@ def register(app: typer.Typer) -> None:
             None, help="dataset folder (QaTa-COV19, COVID-QU-Ex, a phantom, ...); layouts are found inside it"
         ),
         out: Path = typer.Option(..., "--out", "-o", help="manifest CSV to write (replaced atomically)"),
-        folds: int = typer.Option(5, help="stratified cross-validation folds to assign (0: none)"),
+        folds: int = typer.Option(
+            5,
+            help="stratified cross-validation folds to assign (0: none)",
+            callback=lambda value: check_folds(value, allow_none=True),
+        ),
         seed: int = typer.Option(0, help="seed of the fold assignment"),
         images: Path | None = typer.Option(
             None, "--images", help="a plain folder of images, instead of ROOT"
@@ -167,7 +172,7 @@ def register(app: typer.Typer) -> None:
             None, help="largest image accepted, in pixels (default 100 million)"
         ),
         show_all: bool = typer.Option(False, "--show-all", help="list every skipped file and warning"),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+        quiet: bool = quiet_option(),
     ) -> None:
         """Index a dataset into a manifest CSV: one row per usable image, with masks, labels and folds.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from cxrmap.cli.options import check_names, quiet_option
 from cxrmap.core.errors import CxrmapError
 
 _COLUMNS = (
@@ -88,16 +89,20 @@ def register(app: typer.Typer) -> None:
     @app.command("models")
     def models(
         arch: list[str] = typer.Option(
-            None, "--arch", help="Only these architectures (unet, unetplusplus, dla)."
+            None,
+            "--arch",
+            help="Only these architectures (unet, unetplusplus, dla).",
+            callback=lambda value: check_names(value or None, "arch", "--arch"),
         ),
         encoder: list[str] = typer.Option(
             None,
             "--encoder",
             help="Only these encoders (densenet121, chexnet, inception_v3, resnet50, or any smp name).",
+            callback=lambda value: check_names(value or None, "encoder", "--encoder"),
         ),
         markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown table."),
         csv: bool = typer.Option(False, "--csv", help="Print CSV (raw numbers)."),
-        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+        quiet: bool = quiet_option(),
     ) -> None:
         """Table VIII: trainable and non-trainable parameters of every model, ours beside the paper's.
 
@@ -108,7 +113,7 @@ def register(app: typer.Typer) -> None:
 
         if markdown and csv:
             raise CxrmapError("choose one of --markdown and --csv")
-        rows = table_viii(archs=arch or None, encoders=encoder or None, progress=progress)
+        rows = table_viii(archs=arch or None, encoders=encoder or None, progress=not quiet)
         if csv:
             typer.echo(format_csv(rows), nl=False)
         elif markdown:

@@ -7,18 +7,42 @@ from pathlib import Path
 
 import typer
 
+from cxrmap.cli.options import check_memory, check_out_folder, out_folder_option, quiet_option
+from cxrmap.core.errors import OptionError
+
+BYTES_PER_PIXEL = 400
+"""Memory one phantom image takes while it is drawn, per pixel (its float64 fields, noise and masks)."""
+
+
+def check_phantom_size(size: int) -> int:
+    """Refuse ``--size`` values whose drawing would not fit in this machine's memory (before allocating)."""
+    check_memory(
+        BYTES_PER_PIXEL * size * size,
+        f"a {size}x{size} phantom image",
+        "give a smaller --size (256 is the default, the paper's networks take 224)",
+    )
+    return size
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``phantom`` command to ``app``."""
 
     @app.command("phantom")
     def phantom(
-        out: Path = typer.Argument(..., help="Folder to write the data set into (created if missing)."),
+        folder: Path | None = typer.Argument(
+            None,
+            help="Folder to write the data set into (created if missing); or give it as --out.",
+            callback=lambda value: check_out_folder(value, "OUT"),
+            show_default=False,
+        ),
+        out: Path | None = out_folder_option("Folder to write the data set into (same as OUT).", None),
         n_covid: int = typer.Option(
             300, "--n-covid", help="Number of COVID-19 images (with infection masks)."
         ),
         n_control: int = typer.Option(300, "--n-control", help="Number of control images (groups I and II)."),
-        size: int = typer.Option(256, "--size", help="Side of the square images in pixels (>= 64)."),
+        size: int = typer.Option(
+            256, "--size", help="Side of the square images in pixels (>= 64).", callback=check_phantom_size
+        ),
         seed: int = typer.Option(0, "--seed", help="Seed: the same seed writes the same bytes."),
         shortcut: float = typer.Option(
             0.5, "--shortcut", help="0..1: how strongly the image source follows the label (0 = independent)."
@@ -28,13 +52,16 @@ def register(app: typer.Typer) -> None:
             "--group2-share",
             help="Share of controls in group II (look-alike findings); the rest are normal.",
         ),
-        progress: bool = typer.Option(True, "--progress/--quiet", help="Show a progress bar."),
+        quiet: bool = quiet_option(),
     ) -> None:
         """Write phantom chest X-rays in the QaTa-COV19 layout, with infection and lung masks."""
         import pandas as pd
 
         from cxrmap.data.phantom.shapes import METADATA, generate
 
+        if (folder is None) == (out is None) and folder != out:
+            raise OptionError("give the output folder once: as OUT or as --out, not both or neither")
+        out = out or folder
         root = generate(
             out,
             n_covid=n_covid,
@@ -43,7 +70,7 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             shortcut=shortcut,
             group2_share=group2_share,
-            progress=progress,
+            progress=not quiet,
         )
         meta = pd.read_csv(root / METADATA, dtype=str)
         findings = Counter(meta["finding"])

@@ -7,29 +7,38 @@ from pathlib import Path
 
 import typer
 
+from cxrmap.cli.options import (
+    arch_option,
+    device_option,
+    encoder_option,
+    out_folder_option,
+    quiet_option,
+    size_option,
+)
+
 
 def register(app: typer.Typer) -> None:
     """Add ``run`` to ``app``."""
 
     @app.command("run")
     def run(
-        out: Path = typer.Option(None, "--out", help="Run folder (default: runs/<date-time>)."),
+        out: Path = out_folder_option("Run folder (default: runs/<date-time>).", None),
         data: Path = typer.Option(
             None, "--data", help="Dataset root in any layout `cxrmap index` reads (default: the phantom)."
         ),
         preset: str = typer.Option("quick", help="quick (2-core CPU, minutes) or paper (Sec. III-A; GPU)."),
-        arch: str = typer.Option("unet", help="Segmentation architecture: unet, unetplusplus, dla."),
-        encoder: str = typer.Option(
-            "densenet121", help="Encoder: densenet121, chexnet, inception_v3, resnet50..."
-        ),
+        arch: str = arch_option(),
+        encoder: str = encoder_option(),
         weights: str = typer.Option(
             None, help="Initial encoder weights: imagenet, chexnet or a file (default: the preset's)."
         ),
         folds: int = typer.Option(None, min=2, help="Cross-validation folds (default: the preset's)."),
         epochs: int = typer.Option(None, min=1, help="Training epochs (default: the preset's)."),
-        size: int = typer.Option(None, min=32, help="Input side in pixels (default: the preset's)."),
-        classifiers: str = typer.Option(
-            None, help="Comma-separated encoders whose Grad-CAM maps are compared (default: the preset's)."
+        size: int = size_option("Input side in pixels, a multiple of 32 (default: the preset's)."),
+        classifiers: str = encoder_option(
+            None,
+            "--classifiers",
+            "Comma-separated encoders whose Grad-CAM maps are compared (default: the preset's).",
         ),
         seed: int = typer.Option(0, min=0, help="Seed of the phantom, the folds and the training."),
         n_covid: int = typer.Option(None, min=4, help="Phantom COVID-19 images (default: the preset's)."),
@@ -37,8 +46,8 @@ def register(app: typer.Typer) -> None:
         shortcut: float = typer.Option(
             0.5, min=0.0, max=1.0, help="Phantom source shortcut (0 off): what a classifier can cheat on."
         ),
-        device: str = typer.Option(None, help="cpu, cuda, cuda:1... (default: a GPU if there is one)."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+        device: str = device_option(),
+        quiet: bool = quiet_option(),
     ) -> None:
         """Make or index the data, cross-validate, render infection maps, compare activation maps, report.
 

@@ -6,30 +6,34 @@ import csv
 import hashlib
 import os
 import re
+import shutil
 from pathlib import Path
 
 import typer
 
+from cxrmap.cli.options import device_option, out_folder_option, quiet_option
 from cxrmap.core.errors import DataError
 from cxrmap.predict.maps import DISPLAY_FLOOR
 
 PREDICTIONS_CSV = "predictions.csv"
 SKIPPED_CSV = "skipped.csv"
 MAPS_DIR = "maps"
+STAGING = ".predict-partial"
 
 
-def output_names(paths: list[Path]) -> list[str]:
+def output_names(paths: list[Path], taken: set[str] | None = None) -> list[str]:
     """File-system-safe, unique (also case-insensitively) names for the maps of ``paths``, without suffix.
 
     A name is the image's file stem reduced to letters, digits, ``.``, ``_`` and ``-``; stems shared by
-    several inputs (e.g. ``a/1.png`` and ``b/1.png``) get a short hash of the full path appended.
+    several inputs (e.g. ``a/1.png`` and ``b/1.png``) get a short hash of the full path appended. Names in
+    ``taken`` (lower-case; maps an earlier run wrote) are not given again.
     """
     stems = [re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem).strip("._-") or "image" for path in paths]
     counts: dict[str, int] = {}
     for stem in stems:
         counts[stem.lower()] = counts.get(stem.lower(), 0) + 1
     names: list[str] = []
-    taken: set[str] = set()
+    taken = set(taken or ())
     for path, stem in zip(paths, stems, strict=True):
         name = stem
         if counts[stem.lower()] > 1:
@@ -52,6 +56,154 @@ def _csv_value(value: object) -> object:
     return value
 
 
+def _read_rows(path: Path, columns: list[str]) -> list[dict[str, str]]:
+    """The complete rows of a predictions CSV (a row cut short by an interrupted write is dropped)."""
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            return []
+        if header != columns:
+            raise DataError(
+                f"{path} is not a predictions table of this cxrmap (columns {header[:4]}...); "
+                "give another --out folder, or move the file away to start afresh"
+            )
+        return [dict(zip(columns, row, strict=True)) for row in reader if len(row) == len(columns)]
+
+
+def _skipped_message(skipped: list[tuple[Path, str]], shown: int = 3) -> str:
+    lines = "; ".join(f"{path}: {reason}" for path, reason in skipped[:shown])
+    more = f"; and {len(skipped) - shown} more" if len(skipped) > shown else ""
+    return f"{lines}{more}"
+
+
+def run_predict(
+    images: list[Path],
+    out: Path,
+    *,
+    model: Path | None,
+    batch_size: int = 8,
+    threshold: float | None = None,
+    device: str | None = "cpu",
+    floor: float = DISPLAY_FLOOR,
+    progress: bool = True,
+) -> tuple[int, int]:
+    """Predict every readable image of ``images`` into ``out`` (see ``cxrmap predict --help``).
+
+    New results are written into ``OUT/.predict-partial`` and moved into place at the end: nothing in
+    ``out`` is deleted, an interrupted run leaves the previous results as they were, and running again
+    resumes: images already in ``OUT/predictions.csv`` (or finished by the interrupted run) are skipped.
+
+    Returns:
+        ``(images predicted now, rows in predictions.csv)``.
+
+    Raises:
+        DataError: ``out`` is a file, or no input could be read (the reasons are in ``OUT/skipped.csv``).
+    """
+    from tqdm import tqdm
+
+    from cxrmap.core.fileio import atomic_write
+    from cxrmap.core.images import save_png
+    from cxrmap.data.io import read_image
+    from cxrmap.data.readers import index_files
+    from cxrmap.predict.maps import colorbar
+    from cxrmap.predict.predictor import FIELDS, Predictor, latest_model
+
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is a file; give a folder for the maps and predictions.csv")
+    columns = ["path", "map", *FIELDS]
+    staging = out / STAGING
+    previous = _read_rows(out / PREDICTIONS_CSV, columns)
+    resumed = [
+        row for row in _read_rows(staging / PREDICTIONS_CSV, columns) if (staging / row["map"]).is_file()
+    ]
+    done = {row["path"] for row in previous + resumed}
+    found = index_files(images, recursive=True)
+    skipped = [(Path(path), reason) for path, reason in found.skipped]
+    files = [path for path in found.images if str(path) not in done]
+    if not found.images:
+        _write_skipped(out, skipped, atomic_write)
+        raise DataError(
+            f"no readable images (PNG, JPEG, DICOM) in {', '.join(map(str, images))}: {len(skipped)} "
+            f"file(s) skipped ({_skipped_message(skipped)}); all are listed in {out / SKIPPED_CSV}. "
+            "Pass image files or folders that contain them"
+        )
+    model_path = model if model is not None else latest_model(Path.cwd())
+    predictor = Predictor.from_checkpoint(
+        model_path, device=device, batch_size=batch_size, threshold=threshold
+    )
+    taken = {Path(row["map"]).stem.lower() for row in previous + resumed}
+    jobs = list(zip(files, output_names(files, taken), strict=True))
+    (staging / MAPS_DIR).mkdir(parents=True, exist_ok=True)
+    n_done = 0
+    with (
+        open(staging / PREDICTIONS_CSV, "w", newline="", encoding="utf-8") as handle,
+        tqdm(total=len(files), unit="image", disable=not progress, desc="predict") as bar,
+    ):
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        writer.writerows([row[column] for column in columns] for row in resumed)
+        for start in range(0, len(jobs), batch_size):
+            batch = []
+            for path, name in jobs[start : start + batch_size]:
+                try:
+                    batch.append((path, name, read_image(path)))
+                except (DataError, OSError) as error:
+                    skipped.append((path, str(error)))
+            for (path, name, cxr), prediction in zip(
+                batch, predictor.predict([cxr for _, _, cxr in batch]), strict=True
+            ):
+                save_png(staging / MAPS_DIR / f"{name}.png", prediction.map(cxr, floor=floor))
+                row = {"path": str(path), "map": f"{MAPS_DIR}/{name}.png", **prediction.to_dict()}
+                writer.writerow([_csv_value(row[column]) for column in columns])
+                n_done += 1
+            handle.flush()
+            bar.update(len(jobs[start : start + batch_size]))
+        os.fsync(handle.fileno())
+    new_rows = _read_rows(staging / PREDICTIONS_CSV, columns)
+    if not new_rows and files and len(files) == len(found.images):  # nothing of this input was readable
+        _write_skipped(out, skipped, atomic_write)
+        shutil.rmtree(staging)
+        raise DataError(
+            f"none of the {len(found.images)} image file(s) could be decoded ({_skipped_message(skipped)}); "
+            f"all are listed in {out / SKIPPED_CSV}"
+        )
+    save_png(staging / "colorbar.png", colorbar())
+    (out / MAPS_DIR).mkdir(exist_ok=True)
+    for row in new_rows:  # the maps first, then the table that points at them
+        os.replace(staging / row["map"], out / row["map"])
+    os.replace(staging / "colorbar.png", out / "colorbar.png")
+    with atomic_write(out / PREDICTIONS_CSV, "w") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        writer.writerows([row[column] for column in columns] for row in previous + new_rows)
+    _write_skipped(out, skipped, atomic_write)
+    shutil.rmtree(staging)
+    rows = previous + new_rows
+    n_covid = sum(row["covid"] == "True" for row in rows)
+    again = f", {len(rows) - n_done} predicted before" if len(rows) > n_done else ""
+    typer.echo(
+        f"{n_done} image(s){again}: {n_covid} COVID-19, {len(rows) - n_covid} not "
+        f"(threshold {predictor.threshold:g}); maps in {out / MAPS_DIR}, "
+        f"predictions in {out / PREDICTIONS_CSV}"
+    )
+    if skipped:
+        typer.echo(
+            f"{len(skipped)} file(s) skipped (unreadable), listed with the reason in {out / SKIPPED_CSV}"
+        )
+    return n_done, len(rows)
+
+
+def _write_skipped(out: Path, skipped: list[tuple[Path, str]], atomic_write) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / SKIPPED_CSV, "w") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "reason"])
+        writer.writerows((str(path), reason) for path, reason in skipped)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``cxrmap predict`` to ``app``."""
 
@@ -60,7 +212,7 @@ def register(app: typer.Typer) -> None:
         images: list[Path] = typer.Argument(
             ..., help="PNG, JPEG or DICOM files, or folders searched recursively.", show_default=False
         ),
-        out: Path = typer.Option(..., "--out", "-o", help="Folder for the maps and predictions.csv."),
+        out: Path = out_folder_option("Folder for the maps and predictions.csv (created if missing)."),
         model: Path | None = typer.Option(
             None, "--model", "-m", help="Checkpoint (model.pt). Default: the newest runs/*/model.pt here."
         ),
@@ -72,7 +224,7 @@ def register(app: typer.Typer) -> None:
             max=1.0,
             help="Detection threshold. Default: the checkpoint's (0.5).",
         ),
-        device: str = typer.Option("cpu", "--device", help="Torch device: cpu, cuda, cuda:1, ..."),
+        device: str = device_option("cpu"),
         floor: float = typer.Option(
             DISPLAY_FLOOR,
             "--floor",
@@ -80,78 +232,23 @@ def register(app: typer.Typer) -> None:
             max=1.0,
             help="Probabilities below this show the plain radiograph.",
         ),
-        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+        quiet: bool = quiet_option(),
     ) -> None:
         """Infection map, COVID-19 detection and severity for each image (paper Sec. II-D).
 
         Writes OUT/maps/<name>.png (the jet-coloured probability map translucent on the radiograph),
         OUT/colorbar.png (its legend), OUT/predictions.csv (one row per image: covid, score, infected
         share of the image, of the lungs and of each lung zone; empty where the model cannot tell) and
-        OUT/skipped.csv (files that could not be read, with the reason).
+        OUT/skipped.csv (files that could not be read, with the reason). Nothing in OUT is deleted: new
+        results are moved into place at the end, and a run cut off is resumed by running it again.
         """
-        from tqdm import tqdm
-
-        from cxrmap.core.fileio import atomic_write
-        from cxrmap.core.images import save_png
-        from cxrmap.data.io import read_image
-        from cxrmap.data.readers import index_files
-        from cxrmap.predict.maps import colorbar
-        from cxrmap.predict.predictor import FIELDS, Predictor, latest_model
-
-        model_path = model if model is not None else latest_model(Path.cwd())
-        predictor = Predictor.from_checkpoint(
-            model_path, device=device, batch_size=batch_size, threshold=threshold
+        run_predict(
+            images,
+            out,
+            model=model,
+            batch_size=batch_size,
+            threshold=threshold,
+            device=device,
+            floor=floor,
+            progress=not quiet,
         )
-        found = index_files(images, recursive=True)
-        files, skipped = found.images, [(Path(path), reason) for path, reason in found.skipped]
-        if not files:
-            raise DataError(
-                f"no readable images (PNG, JPEG, DICOM) in {', '.join(map(str, images))}; "
-                f"{len(skipped)} file(s) skipped. Pass image files or folders that contain them."
-            )
-        jobs = list(zip(files, output_names(files), strict=True))
-        maps_dir = out / MAPS_DIR
-        maps_dir.mkdir(parents=True, exist_ok=True)
-        for stale in (PREDICTIONS_CSV, SKIPPED_CSV):
-            (out / stale).unlink(missing_ok=True)
-        save_png(out / "colorbar.png", colorbar())
-
-        partial = out / f"{PREDICTIONS_CSV}.partial"
-        columns = ["path", "map", *FIELDS]
-        n_done = n_covid = 0
-        with (
-            open(partial, "w", newline="", encoding="utf-8") as handle,
-            tqdm(total=len(files), unit="image", disable=not progress, desc="predict") as bar,
-        ):
-            writer = csv.writer(handle)
-            writer.writerow(columns)
-            for start in range(0, len(jobs), batch_size):
-                batch = []
-                for path, name in jobs[start : start + batch_size]:
-                    try:
-                        batch.append((path, name, read_image(path)))
-                    except (DataError, OSError) as error:
-                        skipped.append((path, str(error)))
-                for (path, name, cxr), prediction in zip(
-                    batch, predictor.predict([cxr for _, _, cxr in batch]), strict=True
-                ):
-                    save_png(maps_dir / f"{name}.png", prediction.map(cxr, floor=floor))
-                    row = {"path": str(path), "map": f"{MAPS_DIR}/{name}.png", **prediction.to_dict()}
-                    writer.writerow([_csv_value(row[column]) for column in columns])
-                    n_done += 1
-                    n_covid += bool(prediction.covid)
-                handle.flush()
-                bar.update(len(jobs[start : start + batch_size]))
-            os.fsync(handle.fileno())
-        os.replace(partial, out / PREDICTIONS_CSV)
-        with atomic_write(out / SKIPPED_CSV, "w") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["path", "reason"])
-            writer.writerows((str(path), reason) for path, reason in skipped)
-
-        typer.echo(
-            f"{n_done} image(s): {n_covid} COVID-19, {n_done - n_covid} not "
-            f"(threshold {predictor.threshold:g}); maps in {maps_dir}, predictions in {out / PREDICTIONS_CSV}"
-        )
-        if skipped:
-            typer.echo(f"{len(skipped)} file(s) skipped (unreadable), listed in {out / SKIPPED_CSV}")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from cxrmap.cli.options import device_option
 from cxrmap.core.errors import CheckpointError
 
 MIB = 2**20
@@ -25,7 +26,7 @@ def register(app: typer.Typer) -> None:
         queue: int = typer.Option(8, min=0, help="Requests that may wait for a worker; beyond: 503."),
         max_upload_mb: float = typer.Option(50.0, min=0.001, help="Largest upload in MiB."),
         max_megapixels: float = typer.Option(40.0, min=0.001, help="Largest image in megapixels."),
-        device: str = typer.Option("cpu", help="Where the model runs: cpu, cuda, cuda:1, ..."),
+        device: str = device_option("cpu"),
     ) -> None:
         """Serve the demo page (drop a chest X-ray, see its infection map) and the JSON API.
 

@@ -11,6 +11,16 @@ from pathlib import Path
 
 import typer
 
+from cxrmap.cli.options import (
+    arch_option,
+    device_option,
+    encoder_option,
+    manifest_option,
+    out_folder_option,
+    quiet_option,
+    size_option,
+    workers_option,
+)
 from cxrmap.core.errors import DataError
 
 
@@ -32,6 +42,16 @@ def _indices(manifest, fold: int | None, split: str | None, folds: int, seed: in
         rest = np.setdiff1d(np.arange(len(manifest)), test_idx)
         return manifest, rest, test_idx
     return manifest, np.arange(len(manifest)), np.zeros(0, np.int64)
+
+
+def _refuse_unreadable(cache, manifest_path: Path, skip_missing: bool) -> None:
+    """Refuse training on a cache that left out rows it could not read, unless ``skip_missing``."""
+    if cache.skipped and not skip_missing:
+        first = "; ".join(f"{path}: {reason}" for path, reason in list(cache.skipped)[:3])
+        raise DataError(
+            f"manifest {manifest_path}: {len(cache.skipped)} image(s) cannot be read ({first}); "
+            "fix or remove them and index the data again with `cxrmap index`, or pass --skip-missing"
+        )
 
 
 def _print_tables(paths: dict, console) -> None:
@@ -60,6 +80,7 @@ def run_train(
     device: str | None,
     resume: bool,
     progress: bool,
+    skip_missing: bool = False,
 ):
     """Train one model (see ``cxrmap train --help``); evaluate it on the held-out rows when there are some.
 
@@ -71,7 +92,7 @@ def run_train(
     from rich.console import Console
 
     from cxrmap.data.cache import build_cache
-    from cxrmap.data.manifest import read_manifest
+    from cxrmap.data.manifest import read_manifest, require_images
     from cxrmap.evaluate.evaluation import write_results
     from cxrmap.study.cv import train_and_evaluate
     from cxrmap.train import get_preset
@@ -90,7 +111,9 @@ def run_train(
     )
     config = dataclasses.replace(config, weights=weights)
     main = int(os.environ.get("RANK", "0")) == 0
-    cache = build_cache(read_manifest(manifest_path), config.size, progress=progress and main)
+    manifest = require_images(read_manifest(manifest_path), manifest_path, skip_missing=skip_missing)
+    cache = build_cache(manifest, config.size, progress=progress and main)
+    _refuse_unreadable(cache, manifest_path, skip_missing)
     _, train_idx, test_idx = _indices(cache.manifest, fold, split, config.folds, config.seed)
     console = Console()
     result, evaluation = train_and_evaluate(
@@ -166,10 +189,10 @@ def register(app: typer.Typer) -> None:
 
     @app.command("train")
     def train_command(
-        manifest: Path = typer.Option(..., "--manifest", help="Manifest CSV (`cxrmap index`)."),
-        out: Path = typer.Option(..., "--out", help="Output folder: last.pt, model.pt, history.csv, logs."),
-        arch: str = typer.Option("unet", help="unet, unetplusplus or dla."),
-        encoder: str = typer.Option("densenet121", help="densenet121, chexnet, inception_v3, resnet50..."),
+        manifest: Path = manifest_option(),
+        out: Path = out_folder_option("Output folder: last.pt, model.pt, history.csv, logs."),
+        arch: str = arch_option(),
+        encoder: str = encoder_option(),
         weights: str = typer.Option(None, help="Initial encoder weights: imagenet, chexnet or a file."),
         freeze_encoder: bool = typer.Option(
             False, "--freeze-encoder", help="Keep the encoder's weights fixed."
@@ -179,13 +202,16 @@ def register(app: typer.Typer) -> None:
         split: str = typer.Option(None, help="Hold out the rows of this split (e.g. test)."),
         epochs: int = typer.Option(None, help="Override the preset's number of epochs."),
         batch_size: int = typer.Option(None, help="Override the preset's batch size (over all processes)."),
-        size: int = typer.Option(None, help="Override the preset's image size (a multiple of 32)."),
+        size: int = size_option("Override the preset's image size (a multiple of 32)."),
         lr: float = typer.Option(None, help="Override the preset's learning rate."),
         amp: str = typer.Option(None, help="Mixed precision: auto, bf16, fp16 (GPU) or off."),
-        workers: int = typer.Option(None, help="DataLoader worker processes."),
-        device: str = typer.Option(None, help="cpu, cuda, cuda:1... (default: a GPU if there is one)."),
+        workers: int = workers_option(),
+        device: str = device_option(),
         resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt where it stopped."),
-        quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+        skip_missing: bool = typer.Option(
+            False, "--skip-missing", help="Train on the rows whose image exists (default: refuse missing)."
+        ),
+        quiet: bool = quiet_option(),
     ) -> None:
         """Train a segmentation network (one process, or many under torchrun)."""
         run_train(
@@ -207,18 +233,19 @@ def register(app: typer.Typer) -> None:
             device=device,
             resume=resume,
             progress=not quiet,
+            skip_missing=skip_missing,
         )
 
     @app.command("evaluate")
     def evaluate_command(
-        model: Path = typer.Option(..., "--model", help="Checkpoint (model.pt) to evaluate."),
-        manifest: Path = typer.Option(..., "--manifest", help="Manifest CSV."),
-        out: Path = typer.Option(..., "--out", help="Output folder for tables, curves and scores."),
+        model: Path = typer.Option(..., "--model", "-m", help="Checkpoint (model.pt) to evaluate."),
+        manifest: Path = manifest_option(),
+        out: Path = out_folder_option("Output folder for tables, curves and scores."),
         fold: int = typer.Option(None, help="Evaluate on this fold's rows."),
         split: str = typer.Option(None, help="Evaluate on this split's rows (e.g. test)."),
-        batch_size: int = typer.Option(16, help="Images per forward pass."),
-        device: str = typer.Option(None, help="cpu, cuda... (default: a GPU if there is one)."),
-        quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+        batch_size: int = typer.Option(16, min=1, help="Images per forward pass."),
+        device: str = device_option(),
+        quiet: bool = quiet_option(),
     ) -> None:
         """Evaluate a trained model: pixel segmentation and image detection metrics (Tables I, III, IV)."""
         run_evaluate(
@@ -234,20 +261,20 @@ def register(app: typer.Typer) -> None:
 
     @app.command("cv")
     def cv_command(
-        manifest: Path = typer.Option(..., "--manifest", help="Manifest CSV."),
-        out: Path = typer.Option(..., "--out", help="Output folder (one sub-folder per model and fold)."),
-        archs: str = typer.Option("unet", help="Comma-separated architectures."),
-        encoders: str = typer.Option("densenet121", help="Comma-separated encoders."),
+        manifest: Path = manifest_option(),
+        out: Path = out_folder_option("Output folder (one sub-folder per model and fold)."),
+        archs: str = arch_option(option="--archs"),
+        encoders: str = encoder_option(option="--encoders", help="Comma-separated encoders."),
         frozen: str = typer.Option("no", help="Encoder frozen: no, yes or both."),
         weights: str = typer.Option(None, help="Initial encoder weights: imagenet, chexnet or a file."),
-        folds: int = typer.Option(None, help="Number of folds (default: the preset's)."),
+        folds: int = typer.Option(None, min=2, help="Number of folds (default: the preset's)."),
         preset: str = typer.Option("quick", help="quick or paper."),
         epochs: int = typer.Option(None, help="Override the preset's number of epochs."),
         batch_size: int = typer.Option(None, help="Override the preset's batch size."),
-        size: int = typer.Option(None, help="Override the preset's image size."),
+        size: int = size_option("Override the preset's image size (a multiple of 32)."),
         lr: float = typer.Option(None, help="Override the preset's learning rate."),
-        device: str = typer.Option(None, help="cpu, cuda... (default: a GPU if there is one)."),
-        quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+        device: str = device_option(),
+        quiet: bool = quiet_option(),
     ) -> None:
         """Cross-validate models over k folds; finished folds are skipped, cut-off ones resumed."""
         from rich.console import Console

@@ -40,6 +40,10 @@ class CheckpointError(CxrmapError):
     """A checkpoint that is missing, truncated, corrupt or from another architecture."""
 
 
+class OptionError(CxrmapError):
+    """A command-line option or argument that is malformed, out of range or not usable on this machine."""
+
+
 class MalformedRequestError(CxrmapError):
     """A request that is empty or cut wrong before its content can be judged (an empty upload)."""
 

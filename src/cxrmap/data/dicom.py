@@ -4,7 +4,9 @@ The display pipeline of DICOM PS3.3 C.11 / C.8.11.3, on pydicom's implementation
 
 1. modality LUT (Rescale Slope/Intercept or a Modality LUT Sequence),
    :func:`pydicom.pixels.apply_modality_lut`;
-2. VOI LUT Sequence, else Window Center/Width, :func:`pydicom.pixels.apply_voi_lut` (first view);
+2. VOI LUT Sequence (first view, applied here: :func:`voi_lut_table` reads 8-bit entries stored one per
+   16-bit word or two per word, which pydicom's ``apply_voi`` indexes wrongly), else Window Center/Width,
+   :func:`pydicom.pixels.apply_windowing`;
 3. the output range of that step (the VOI LUT's bit depth, the windowing range, or with no VOI the
    range of Bits Stored after the modality LUT) scaled linearly to 0..255;
 4. MONOCHROME1 (white = low values) inverted so that bone is bright, as in MONOCHROME2.
@@ -24,8 +26,8 @@ from typing import BinaryIO
 
 import numpy as np
 import pydicom
-from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.errors import BytesLengthException, InvalidDicomError
+from pydicom.pixels import apply_modality_lut, apply_windowing
 
 from cxrmap.core.errors import DataError
 from cxrmap.data.limits import check_pixel_count
@@ -33,6 +35,11 @@ from cxrmap.data.limits import check_pixel_count
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 
 DicomSource = str | os.PathLike | bytes | BinaryIO
+_HEADER_ERRORS = (
+    OSError, EOFError, ValueError, KeyError, TypeError, IndexError, OverflowError, AttributeError,
+    struct.error, BytesLengthException,
+)  # fmt: skip
+"""What pydicom raises on a damaged or truncated file (it parses lazily, so also on first access)."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,7 @@ def _dcmread(source: DicomSource, name: str, stop_before_pixels: bool):
             f"{name} is not a DICOM file (no 'DICM' marker at byte 128); give a DICOM Part 10 file, "
             "or a PNG/JPEG image"
         ) from None
-    except (OSError, EOFError, ValueError, KeyError, TypeError, struct.error) as error:
+    except _HEADER_ERRORS as error:
         raise DataError(
             f"cannot read the DICOM header of {name} ({type(error).__name__}); the file is damaged or "
             "truncated, export it again"
@@ -77,6 +84,16 @@ def _dcmread(source: DicomSource, name: str, stop_before_pixels: bool):
 
 def _check_dataset(ds, name: str, max_pixels: int | None) -> DicomInfo:
     """Refuse anything that is not a single-frame grayscale image within the pixel limit."""
+    try:
+        return _check_attributes(ds, name, max_pixels)
+    except _HEADER_ERRORS as error:
+        raise DataError(
+            f"cannot read the DICOM header of {name} ({type(error).__name__}); the file is damaged or "
+            "truncated, export it again"
+        ) from None
+
+
+def _check_attributes(ds, name: str, max_pixels: int | None) -> DicomInfo:
     photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
     if not photometric:
         raise DataError(
@@ -147,15 +164,74 @@ def _modality_range(ds) -> tuple[float, float]:
     return low, high
 
 
-def _voi_output_range(ds) -> tuple[float, float]:
-    """The range :func:`pydicom.pixels.apply_voi_lut` maps into, for the branch it takes."""
-    sequence = ds.get("VOILUTSequence")
-    if sequence and None not in (sequence[0].get("LUTDescriptor"), sequence[0].get("LUTData")):
-        return 0.0, float(2 ** int(sequence[0].LUTDescriptor[2]) - 1)
+def _window_output_range(ds) -> tuple[float, float]:
+    """The range :func:`pydicom.pixels.apply_windowing` maps into (the modality output range)."""
     low, high = _modality_range(ds)
     if ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
         return low, high  # windowing maps below-window to `low` even when the slope is negative
     return min(low, high), max(low, high)
+
+
+def _lut_words(item, ds) -> np.ndarray:
+    """LUT Data (0028,3006) as 16-bit words, whether stored as US values or OW bytes."""
+    element = item["LUTData"]
+    if element.VR == "OW" or isinstance(element.value, (bytes, bytearray)):
+        raw = bytes(element.value or b"")
+        little = getattr(ds, "is_little_endian", None)
+        little = True if little is None else little
+        return np.frombuffer(raw[: len(raw) // 2 * 2], dtype="<u2" if little else ">u2").astype(np.int64)
+    value = element.value
+    values = [value] if isinstance(value, int) else list(value or [])
+    return np.asarray(values, dtype=np.int64).reshape(-1)
+
+
+def voi_lut_table(item, ds, name: str = "the DICOM file") -> tuple[np.ndarray, int, int]:
+    """The first VOI LUT of a VOI LUT Sequence item: ``(entries, first input value, bits per entry)``.
+
+    PS3.3 C.11.2.1.1: the LUT Descriptor gives the number of entries (0 = 65536), the first stored value
+    mapped, and the bits per entry. 16-bit entries take one word each. 8-bit entries come either one per
+    word or two per word (low byte first); the data's length against the number of entries tells which.
+
+    Raises:
+        DataError: a descriptor or data that fits neither way.
+    """
+    descriptor = item.get("LUTDescriptor")
+    if descriptor is None or "LUTData" not in item or len(descriptor) != 3:
+        raise DataError(
+            f"{name} has a VOI LUT Sequence without a 3-value LUT Descriptor and LUT Data (0028,3002/3006); "
+            "the header is damaged, export the image again"
+        )
+    entries, first, bits = (int(value) for value in descriptor)
+    entries = entries or 65536
+    if int(ds.get("PixelRepresentation", 0) or 0) == 1 and first >= 32768:
+        first -= 65536  # the first mapped value is signed for signed pixel data
+    if not 8 <= bits <= 16:
+        raise DataError(
+            f"{name} declares {bits} bits per VOI LUT entry; DICOM allows 8 to 16. The header is damaged"
+        )
+    words = _lut_words(item, ds)
+    if len(words) == entries:
+        table = words if bits > 8 else words & 0xFF
+    elif bits == 8 and len(words) == (entries + 1) // 2:
+        table = words.astype("<u2").view(np.uint8)[:entries].astype(np.int64)
+    else:
+        packed = f" or {(entries + 1) // 2} (two 8-bit entries per word)" if bits == 8 else ""
+        raise DataError(
+            f"{name} has a VOI LUT of {entries} entries of {bits} bits but {len(words)} 16-bit words of LUT "
+            f"Data; expected {entries} (one entry per word){packed}. The header is damaged, export it again"
+        )
+    return table, first, bits
+
+
+def _apply_voi(values: np.ndarray, ds, name: str) -> tuple[np.ndarray, float, float]:
+    """The VOI step: its output and that output's range (step 2 of the module docstring)."""
+    sequence = ds.get("VOILUTSequence")
+    if sequence:
+        table, first, bits = voi_lut_table(sequence[0], ds, name)
+        index = np.clip(np.rint(np.asarray(values, dtype=np.float64)) - first, 0, len(table) - 1)
+        return table[index.astype(np.int64)], 0.0, float(2**bits - 1)
+    low, high = _window_output_range(ds)
+    return apply_windowing(values, ds, index=0), low, high
 
 
 def read_dicom(source: DicomSource, *, name: str | None = None, max_pixels: int | None = None) -> np.ndarray:
@@ -192,7 +268,7 @@ def read_dicom(source: DicomSource, *, name: str | None = None, max_pixels: int 
             f"cannot decode the pixel data of {name} (compressed as {syntax_name}); install the pydicom "
             "decoders (`pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg`) or export it as PNG"
         ) from None
-    except (ValueError, AttributeError, TypeError, KeyError, struct.error, EOFError, OSError) as error:
+    except _HEADER_ERRORS as error:
         raise DataError(
             f"cannot decode the pixel data of {name} ({type(error).__name__}: {str(error)[:120]}); "
             "the file is truncated or damaged, export it again"
@@ -203,9 +279,8 @@ def read_dicom(source: DicomSource, *, name: str | None = None, max_pixels: int 
             "the file is damaged, export it again"
         )
     try:
-        values = apply_voi_lut(apply_modality_lut(stored, ds), ds, index=0, prefer_lut=True)
-        low, high = _voi_output_range(ds)
-    except (ValueError, NotImplementedError, AttributeError, TypeError, IndexError) as error:
+        values, low, high = _apply_voi(apply_modality_lut(stored, ds), ds, name)
+    except (NotImplementedError, *_HEADER_ERRORS) as error:
         raise DataError(
             f"{name} has an unusable modality or VOI LUT / window ({str(error)[:160]}); "
             "fix the window attributes or export the image as PNG"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cxrmap.core.errors import DataError, TooLargeError
 from cxrmap.data.dicom import check_dicom_header, read_dicom
@@ -32,6 +32,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 DICOM_SUFFIXES = (".dcm", ".dicom")
 _PIL_FORMATS = ("PNG", "JPEG")  # multi-picture JPEGs (MPO) open through JPEG
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
+_EXIF_ORIENTATION = 0x0112
+_EXIF_TRANSPOSED = (5, 6, 7, 8)  # orientations that swap width and height
 
 
 @dataclass(frozen=True)
@@ -101,10 +103,30 @@ def _to_uint8(image: Image.Image) -> np.ndarray:
     return np.array(image, dtype=np.uint8)
 
 
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag (1..8) of a JPEG or PNG, 1 where absent or unreadable.
+
+    Reads only what the header parsing has seen (a PNG's eXIf chunk after its pixels counts once loaded).
+    """
+    try:
+        exif = Image.Exif()
+        raw = image.info.get("exif")
+        if raw:
+            exif.load(raw)
+        value = exif.get(_EXIF_ORIENTATION, 1)
+    except _DECODE_ERRORS + (KeyError, TypeError, IndexError):
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
 def _decode_pil(source: str | os.PathLike | io.BytesIO, name: str, max_pixels: int | None) -> np.ndarray:
+    """Decode a PNG/JPEG, turned upright by its EXIF orientation as a viewer shows it."""
     with _open_pil(source, name, max_pixels) as image:
         try:
             image.load()
+            orientation = _orientation(image)
+            if orientation != 1:
+                image = ImageOps.exif_transpose(image)
         except _DECODE_ERRORS as error:
             raise DataError(
                 f"cannot decode {name}: {error}; the file is truncated or damaged, copy or export it again"
@@ -128,6 +150,8 @@ def check_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> Im
         return ImageInfo(width=info.columns, height=info.rows, format="DICOM")
     with _open_pil(path, str(path), max_pixels) as image:
         width, height = image.size
+        if _orientation(image) in _EXIF_TRANSPOSED:
+            width, height = height, width
         kind = "JPEG" if image.format == "MPO" else str(image.format)
         try:
             image.verify()
@@ -139,7 +163,8 @@ def check_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> Im
 def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.ndarray:
     """Read a radiograph as a uint8 grayscale array.
 
-    PNG and JPEG in colour are converted to grayscale (luma); 16-bit PNG is scaled to 0..255;
+    PNG and JPEG are turned upright by their EXIF orientation; in colour they are converted to grayscale
+    (luma); 16-bit PNG is scaled to 0..255;
     DICOM goes through :func:`cxrmap.data.dicom.read_dicom` (modality LUT, VOI LUT/window, MONOCHROME1
     inversion).
 

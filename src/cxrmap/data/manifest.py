@@ -76,20 +76,88 @@ def normalise_manifest(rows: pd.DataFrame | list[dict]) -> pd.DataFrame:
     return frame
 
 
+_SNIFF = 8192  # bytes read to tell a text file from a binary one
+
+
+def check_manifest_file(path: str | os.PathLike) -> Path:
+    """Check cheaply that ``path`` is a manifest CSV: an existing, non-empty UTF-8 text file.
+
+    Raises:
+        DataError: missing, a folder, empty, or binary (NUL bytes, not UTF-8).
+    """
+    path = Path(path)
+    if not path.is_file():
+        what = "does not exist" if not path.exists() else "is not a regular file"
+        raise DataError(f"manifest {path} {what}; create one with `cxrmap index ROOT --out {path}`")
+    with open(path, "rb") as handle:
+        head = handle.read(_SNIFF)
+    if not head.strip():
+        raise DataError(f"manifest {path} is empty; write it again with `cxrmap index ROOT --out {path}`")
+    if b"\0" in head:
+        raise _binary(path)
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        cut_at_the_end = len(head) == _SNIFF and error.start >= _SNIFF - 3  # a character split by the read
+        if not cut_at_the_end:
+            raise _binary(path) from None
+    return path
+
+
+def _binary(path: Path) -> DataError:
+    return DataError(
+        f"manifest {path} is not a text CSV (binary or not UTF-8); give the CSV written by `cxrmap index`"
+    )
+
+
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     """Read a manifest CSV written by :func:`write_manifest` (or by hand with the same columns).
 
     Raises:
-        DataError: the file is missing or lacks the required columns.
+        DataError: the file is missing, empty, binary, not parseable as CSV, or lacks the required columns.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"manifest {path} does not exist; create one with `cxrmap index ROOT --out {path}`")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    path = check_manifest_file(path)
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+        raise DataError(
+            f"manifest {path} cannot be parsed as CSV ({reason}); write it again with `cxrmap index`"
+        ) from None
     missing = [c for c in ("image_path", "label") if c not in frame.columns]
     if missing:
         raise DataError(f"manifest {path} lacks the columns {missing}; expected at least {COLUMNS[:5]}")
     return normalise_manifest(frame)
+
+
+def missing_images(frame: pd.DataFrame) -> list[str]:
+    """The rows' ``image_path`` values that name no existing file, in manifest order."""
+    return [path for path in frame["image_path"] if not os.path.isfile(path)]
+
+
+def require_images(
+    frame: pd.DataFrame, path: str | os.PathLike, *, skip_missing: bool = False
+) -> pd.DataFrame:
+    """``frame`` if every image it names exists; with ``skip_missing``, ``frame`` without those rows.
+
+    Raises:
+        DataError: rows point at missing images (and ``skip_missing`` is off), or every row does.
+    """
+    missing = missing_images(frame)
+    if not missing:
+        return frame
+    first = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+    if skip_missing and len(missing) < len(frame):
+        return frame[~frame["image_path"].isin(set(missing))].reset_index(drop=True)
+    fix = (
+        "no row is left to use; index the data again"
+        if skip_missing
+        else "index the data again with `cxrmap index`, or pass --skip-missing to use the other rows"
+    )
+    raise DataError(
+        f"manifest {path}: {len(missing)} of {len(frame)} rows point at images that do not exist "
+        f"({first}); {fix}"
+    )
 
 
 def write_manifest(frame: pd.DataFrame, path: str | os.PathLike) -> Path:

@@ -26,6 +26,7 @@ import torch
 from cxrmap.core.errors import CheckpointError, CxrmapError
 from cxrmap.core.fileio import write_bytes_atomic
 from cxrmap.models import create_model
+from cxrmap.models.weights import load_failure, refused_code
 
 FORMAT = "cxrmap-checkpoint"
 VERSION = 1
@@ -79,8 +80,13 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError... on damaged files
+        if refused_code(error):
+            raise CheckpointError(
+                f"checkpoint {path} holds code objects (Python objects other than tensors and plain "
+                "values), so it was refused unread; use a checkpoint written by `cxrmap train`"
+            ) from None
         raise CheckpointError(
-            f"checkpoint {path} cannot be read ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
+            f"checkpoint {path} cannot be read ({load_failure(error)}); "
             "it is truncated, corrupt or not a PyTorch checkpoint. Use another checkpoint or train again."
         ) from error
     if (

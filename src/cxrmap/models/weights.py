@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -229,6 +230,19 @@ def check_sha256(path: Path, spec: WeightsSpec) -> None:
         )
 
 
+def refused_code(error: BaseException) -> bool:
+    """True when ``torch.load(weights_only=True)`` refused a file for the code objects it would unpickle."""
+    return isinstance(error, pickle.UnpicklingError) and "unsupported global" in str(error).lower()
+
+
+def load_failure(error: BaseException) -> str:
+    """``Type: reason`` of a failed ``torch.load``, without torch's advice on turning ``weights_only`` off."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    advice = ("weights only load failed", "please file an issue", "check the documentation of torch.load")
+    reasons = [line for line in lines if not line.lower().startswith(advice)]
+    return f"{type(error).__name__}: {(reasons or ['no details'])[0][:200]}"
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Tensors of a weights file: a state dict, or a checkpoint holding one under "state_dict"/"model".
 
@@ -249,8 +263,14 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
+        if refused_code(error):
+            raise ModelError(
+                f"weights file {path} holds code objects (Python objects other than tensors and plain "
+                "values), so it was refused unread; give a state dict saved with "
+                "torch.save(model.state_dict(), path)"
+            ) from None
         raise ModelError(
-            f"cannot read weights file {path} ({type(error).__name__}: {error}); expected a state dict or a "
+            f"cannot read weights file {path} ({load_failure(error)}); expected a state dict or a "
             "checkpoint saved with torch.save (a torchxrayvision model file goes in "
             f"${ENV_WEIGHTS_DIR} with weights='chexnet')"
         ) from error

@@ -39,6 +39,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from cxrmap.core.errors import DataError
+from cxrmap.data.readers import find_layouts
 
 FINDINGS = ("consolidation", "effusion", "edema", "nodule", "cardiomegaly", "atelectasis")
 """Control group II findings, in the order they are dealt out."""
@@ -652,6 +653,30 @@ def _metadata(cases: list[Case]) -> str:
     return text.getvalue()
 
 
+def _refuse_real_data(out: Path) -> None:
+    """Refuse ``out`` when it holds a data set the readers recognise, other than a phantom written here."""
+    phantom = (out / METADATA).is_file()
+    previous = [name for name in _TOP_LEVEL if (out / name).exists()]
+    if previous and not phantom:
+        raise DataError(
+            f"{out} already holds {', '.join(previous)} but no {METADATA}: it looks like a real data set; "
+            "write the phantom into an empty folder"
+        )
+    if not out.is_dir():
+        return
+    layouts, notes = find_layouts(out)
+    foreign = [
+        f"{name} in {folder}"
+        for name, folder in layouts
+        if not (phantom and folder != out and folder.relative_to(out).parts[0] in _TOP_LEVEL)
+    ]
+    if foreign or notes:
+        raise DataError(
+            f"{out} holds a real data set ({'; '.join(foreign + notes)[:300]}); the phantom is written only "
+            "into an empty folder or over an earlier phantom. Give another folder"
+        )
+
+
 def generate(
     out: str | os.PathLike,
     n_covid: int = 300,
@@ -692,18 +717,14 @@ def generate(
         ``out`` as a :class:`~pathlib.Path`.
 
     Raises:
-        DataError: bad options, or ``out`` holds folders of the QaTa-COV19 layout that are not a phantom.
+        DataError: bad options, or ``out`` holds a data set in a layout the readers recognise (QaTa-COV19,
+            COVID-QU-Ex, control groups) that is not a phantom.
     """
     _check_options(n_covid, n_control, size, seed, shortcut, group2_share)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(f"{out} is a file; give a folder to write the phantom data set into")
-    previous = [name for name in _TOP_LEVEL if (out / name).exists()]
-    if previous and not (out / METADATA).is_file():
-        raise DataError(
-            f"{out} already holds {', '.join(previous)} but no {METADATA}: it looks like a real data set; "
-            "write the phantom into an empty folder"
-        )
+    _refuse_real_data(out)
     cases = plan(n_covid, n_control, seed, shortcut, group2_share)
     staging = out / ".phantom-partial"
     shutil.rmtree(staging, ignore_errors=True)
