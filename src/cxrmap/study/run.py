@@ -43,7 +43,7 @@ from cxrmap.explain import (
 from cxrmap.models.checkpoint import load_model, update_meta
 from cxrmap.predict.inference import predict_probabilities
 from cxrmap.predict.predictor import Predictor
-from cxrmap.report import ReportData, environment_info, write_report
+from cxrmap.report import ReportData, build_card, environment_info, write_report
 from cxrmap.study.cv import ModelSpec, run_cv
 from cxrmap.train.presets import get_preset
 
@@ -373,6 +373,7 @@ def run_study(options: StudyOptions, say: Callable[[str], None] = print) -> Stud
             gallery=gallery,
             timings=timings,
             notes=notes,
+            card=build_card(load_model(model_path)[1]),
         ),
     )
     summary_data["wall_seconds"] = time.perf_counter() - started
