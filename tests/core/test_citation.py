@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import yaml
@@ -67,7 +68,6 @@ def test_served_pages_cite_the_paper(tmp_path):
 
 
 def test_report_and_cli_help_cite_the_paper(tmp_path):
-    assert PAPER.html in render_report(ReportData(title="t"), tmp_path)
+    assert html.escape(PAPER.text) in render_report(ReportData(title="t"), tmp_path)
     result = CliRunner().invoke(cli_app, ["--help"], terminal_width=400)
     assert result.exit_code == 0 and PAPER.short in _flat(result.output)
-

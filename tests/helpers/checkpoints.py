@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 CROSS_VALIDATED = {
     "cross_validated": {
         "segmentation": {"f1": 0.832, "f1_ci": 0.0041, "sensitivity": 0.8, "sensitivity_ci": 0.005,
@@ -15,7 +14,7 @@ CROSS_VALIDATED = {
     },
     "folds": 5,
 }  # fmt: skip
-"""Metrics in the shape ``cxrmap run`` stores them (Tables I and III averaged over folds, Eq. 13 intervals)."""
+"""Metrics as ``cxrmap run`` stores them: Tables I and III averaged over folds, with Eq. 13 intervals."""
 
 
 def write_tiny_checkpoint(path: Path, data_kind: str = "phantom", metrics: dict | None = None) -> Path:

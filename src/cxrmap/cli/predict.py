@@ -89,10 +89,9 @@ def register(app: typer.Typer) -> None:
         share of the image, of the lungs and of each lung zone; empty where the model cannot tell) and
         OUT/skipped.csv (files that could not be read, with the reason).
         """
-        from tqdm import tqdm
-
         from cxrmap.core.fileio import atomic_write
         from cxrmap.core.images import save_png
+        from cxrmap.core.progress import track
         from cxrmap.data.io import read_image
         from cxrmap.data.readers import index_files
         from cxrmap.predict.maps import colorbar
@@ -121,7 +120,7 @@ def register(app: typer.Typer) -> None:
         n_done = n_covid = 0
         with (
             open(partial, "w", newline="", encoding="utf-8") as handle,
-            tqdm(total=len(files), unit="image", disable=not progress, desc="predict") as bar,
+            track(stage="predict", total=len(files), enabled=progress) as bar,
         ):
             writer = csv.writer(handle)
             writer.writerow(columns)

@@ -30,7 +30,9 @@ class Citation:
     @property
     def short(self) -> str:
         """``Degerli et al., Health Information Science and Systems 9, 15 (2021)``."""
-        return f"{self.authors[0].split()[0]} et al., {self.journal} {self.volume}, {self.article} ({self.year})"
+        return (
+            f"{self.authors[0].split()[0]} et al., {self.journal} {self.volume}, {self.article} ({self.year})"
+        )
 
     @property
     def text(self) -> str:

@@ -10,4 +10,13 @@ from cxrmap.report.html import (
     write_report,
 )
 
-__all__ = ["ModelCard", "build_card", "ReportData", "as_table", "environment_info", "markdown_blocks", "render_report", "write_report"]
+__all__ = [
+    "ModelCard",
+    "build_card",
+    "ReportData",
+    "as_table",
+    "environment_info",
+    "markdown_blocks",
+    "render_report",
+    "write_report",
+]

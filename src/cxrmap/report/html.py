@@ -347,15 +347,15 @@ def render_report(data: ReportData, out_dir: str | os.PathLike, embed: bool = Tr
         body="\n".join(body),
         version=html.escape(__version__),
         date=html.escape(str(date)),
-        citation=PAPER.html,
+        citation=html.escape(PAPER.text),  # no link: the page holds no outside address
     )
 
 
 def write_report(out_dir: str | os.PathLike, data: ReportData, embed: bool = True) -> Path:
     """Write ``out_dir/report.html``: a self-contained page of ``data`` (atomic; the folder is created).
 
-    Sections, in order: the model card, notes, each table, each figure, the gallery of infection maps, timings,
-    configuration, environment; a research-use-only notice heads the page.
+    Sections, in order: the model card, notes, each table, each figure, the gallery of infection maps,
+    timings, configuration, environment; a research-use-only notice heads the page.
 
     Args:
         out_dir: the run's folder.

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from cxrmap.core.citation import PAPER
 from cxrmap.serving.demo.app import create_app, serve_in_background
 from tests.helpers.browser import launch_chromium, playwright_or_skip
-from cxrmap.core.citation import PAPER
 from tests.helpers.checkpoints import CROSS_VALIDATED, write_tiny_checkpoint
 
 pytestmark = pytest.mark.browser
