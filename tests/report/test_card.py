@@ -24,7 +24,9 @@ def test_card_rows_and_tables_in_the_papers_terms():
         "Model": "U-Net + DenseNet-121 (initialised from imagenet)",
         "Parameters": "12,345,678",
         "Input size": "224 × 224 px",
-        "Detection threshold": "0.50 (stored with the model: its training setting; as in the paper, Sec. II-D)",
+        "Detection threshold": (
+            "0.50 (stored with the model: its training setting; as in the paper, Sec. II-D)"
+        ),
         "Data": "real chest X-rays",
         "Trained on": "real data: 300 images (100 COVID-19), folds 1-4 of 5",
         "Trained": "2026-01-02T03:04:05+00:00, cxrmap 0.1.0, preset paper",
