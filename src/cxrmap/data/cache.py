@@ -198,7 +198,7 @@ def _build(manifest: pd.DataFrame, size: int, folder: Path, progress: bool, work
     rows: list[int] = []
     skipped: list[tuple[str, str]] = []
     jobs = [(*row, size) for row in manifest[list(KEY_COLUMNS)].itertuples(index=False)]
-    bar = track(_decoded(jobs, workers), stage="cache", total=n, enabled=progress, size=f"{size}px")
+    bar = track(_decoded(jobs, workers), stage="cache", total=n, enabled=progress, at=f"{size}px")
     for position, result in enumerate(bar):
         if isinstance(result, str):
             skipped.append((jobs[position][0], result))
