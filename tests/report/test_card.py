@@ -50,6 +50,9 @@ def test_card_of_a_single_fold_a_bare_model_and_an_overridden_threshold():
     assert bare.tables == () and bare.figures_note == "No evaluation figures are stored with this model."
     assert dict(bare.rows)["Detection threshold"] == "0.50 (the default, as in the paper, Sec. II-D)"
     assert dict(bare.rows)["Data"] == "unknown" and dict(bare.rows)["Input size"] == "any"
+    validated = build_card({"metrics": {"f1": 0.7, "sensitivity": 0.6, "detection_sensitivity": 0.9}})
+    assert [t.values for t in validated.tables] == [("70.00%", "60.00%", "–"), ("90.00%", "–", "–")]
+    assert validated.figures_note == "Validation figures after the last training epoch (no interval stored)."
     override = dict(build_card(META, threshold=0.3).rows)["Detection threshold"]
     assert (
         override == "0.30 (set at start-up; the model was trained with 0.50; the paper uses 0.50, Sec. II-D)"

@@ -92,6 +92,12 @@ def card_fields(meta: Mapping[str, Any]) -> dict[str, Any]:
         "folds": metrics.get("folds"),
         "held_out": {task: metrics[task] for task, _, _ in TABLES if isinstance(metrics.get(task), Mapping)},
         "fold": metrics.get("fold"),
+        "validation": {
+            "segmentation": {k: metrics.get(k) for k in ("f1", "sensitivity", "specificity")},
+            "detection": {k: metrics.get(f"detection_{k}") for k in ("sensitivity", "specificity", "f1")},
+        }
+        if "f1" in metrics
+        else None,
     }
 
 
@@ -122,6 +128,8 @@ def _figures(fields: dict) -> tuple[dict, str]:
     if fields["held_out"]:
         fold = "" if fields["fold"] is None else f" (fold {fields['fold']})"
         return fields["held_out"], f"Figures on one held-out fold{fold}, ± the 95% interval (Eq. 13)."
+    if fields["validation"] is not None:
+        return fields["validation"], "Validation figures after the last training epoch (no interval stored)."
     return {}, "No evaluation figures are stored with this model."
 
 
