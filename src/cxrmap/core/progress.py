@@ -169,7 +169,7 @@ class Bar:
         self.closed = False
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = enabled
-        self.live = enabled and _isatty(self.stream)
+        self.live = enabled and is_terminal(self.stream)
         self._tqdm = None
         if self.plan is not None and enabled:
             entry = self.plan.stages.get(stage)
@@ -267,7 +267,9 @@ class Bar:
             self._line()
 
 
-def _isatty(stream: TextIO) -> bool:
+def is_terminal(stream: TextIO | None = None) -> bool:
+    """Whether ``stream`` (default standard error) is a terminal, where a live bar belongs."""
+    stream = sys.stderr if stream is None else stream
     try:
         return stream.isatty()
     except (AttributeError, ValueError):
