@@ -20,7 +20,10 @@ $(VENV)/.installed: pyproject.toml
 run: install
 	$(BIN)/cxrmap run
 
+# The browser and PostgreSQL tests need system packages: installed where this user can (root or sudo),
+# otherwise the summary names the skipped groups and the command that enables them.
 test: install
+	scripts/system-deps.sh
 	$(BIN)/python -m pytest
 
 lint: install

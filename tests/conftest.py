@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.skips import skipped_groups
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLES_ROOT = Path(os.environ.get("CXRMAP_SAMPLES", REPO_ROOT.parent / "shared" / "samples" / "covid-qu-ex"))
 
@@ -35,3 +37,13 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_unconfigure(config):
+    """End the run saying which groups of tests were skipped (no Chromium, PostgreSQL or samples) and the
+    command that enables each."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    for line in skipped_groups(reporter.stats.get("skipped", [])):
+        reporter.write_line(line, yellow=True)

@@ -20,7 +20,7 @@ CHROMIUM_ARGS = [
 def playwright_or_skip():
     """Playwright's sync API; skips the calling test module where Chromium or Playwright is missing."""
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
+        pytest.skip(f"{CHROMIUM} is not installed (scripts/system-deps.sh)", allow_module_level=True)
     return pytest.importorskip("playwright.sync_api")
 
 

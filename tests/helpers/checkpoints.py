@@ -4,9 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+CROSS_VALIDATED = {
+    "cross_validated": {
+        "segmentation": {"f1": 0.832, "f1_ci": 0.0041, "sensitivity": 0.8, "sensitivity_ci": 0.005,
+                         "specificity": 0.99, "specificity_ci": 0.0002, "tp": 10, "folds": 5},
+        "segmentation_covid": {"f1": 0.85, "f1_ci": 0.01},
+        "detection": {"sensitivity": 0.9496, "sensitivity_ci": 0.0079, "specificity": 0.9988,
+                      "specificity_ci": 0.0002, "f1": float("nan"), "f1_ci": float("nan"), "folds": 5},
+    },
+    "folds": 5,
+}  # fmt: skip
+"""Metrics as ``cxrmap run`` stores them: Tables I and III averaged over folds, with Eq. 13 intervals."""
 
-def write_tiny_checkpoint(path: Path, data_kind: str = "phantom") -> Path:
-    """A random-weight U-Net + ResNet-18 (64 px, infection + lung channels) saved as a cxrmap checkpoint."""
+
+def write_tiny_checkpoint(path: Path, data_kind: str = "phantom", metrics: dict | None = None) -> Path:
+    """A random-weight U-Net + ResNet-18 (64 px, infection + lung channels) saved as a cxrmap checkpoint.
+
+    ``metrics`` replaces the default flat figures (e.g. :data:`CROSS_VALIDATED`).
+    """
     import torch
 
     from cxrmap.models import create_model
@@ -24,7 +39,8 @@ def write_tiny_checkpoint(path: Path, data_kind: str = "phantom") -> Path:
         "manifest_hash": "0" * 16,
         "preset": "test",
         "config": {},
-        "metrics": {
+        "metrics": metrics
+        or {
             "sensitivity": 0.91,
             "specificity": 0.97,
             "f1": {"mean": 0.8, "ci": 0.02},

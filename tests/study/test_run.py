@@ -11,10 +11,11 @@ from typer.testing import CliRunner
 from cxrmap.cli import app
 from cxrmap.models.checkpoint import load_model
 
-TINY = [
+TINY_LOUD = [
     "--n-covid", "16", "--n-control", "16", "--folds", "2", "--epochs", "1", "--size", "64",
-    "--encoder", "resnet18", "--classifiers", "resnet18", "-q",
+    "--encoder", "resnet18", "--classifiers", "resnet18",
 ]  # fmt: skip
+TINY = [*TINY_LOUD, "-q"]
 
 
 class _Images(HTMLParser):
@@ -28,12 +29,35 @@ class _Images(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def loud_run(tmp_path_factory):
+    """The tiny run with its progress output, written (as into a log file) to a stream that is no terminal."""
     out = tmp_path_factory.mktemp("run") / "study"
-    result = CliRunner().invoke(app, ["run", "--out", str(out), *TINY])
+    result = CliRunner().invoke(app, ["run", "--out", str(out), *TINY_LOUD])
     assert result.exit_code == 0, result.output
     assert str(out / "report.html") in result.output
-    return out
+    return out, result.output
+
+
+@pytest.fixture(scope="module")
+def run_dir(loud_run):
+    return loud_run[0]
+
+
+def test_run_progress_in_a_log_is_plain_lines_with_fold_and_eta(loud_run):
+    log = loud_run[1]
+    assert "\r" not in log
+    lines = log.splitlines()
+    for fold in ("1/2", "2/2"):
+        epoch_end = [
+            line for line in lines if line.startswith(f"train fold {fold} epoch 1/1: 2/2 batch, loss ")
+        ]
+        assert len(epoch_end) == 1, log  # one line at the epoch's end (more only every few seconds)
+        assert " img/s, " in epoch_end[0] and ", run ETA " in epoch_end[0]
+        assert any(line.startswith(f"evaluate fold {fold}: 16/16 img, ") for line in lines)
+    assert any(line.startswith("classifier encoder resnet18 epoch 2/2: ") for line in lines)
+    assert lines.index(next(line for line in lines if line.startswith("phantom: 32/32 img"))) < lines.index(
+        next(line for line in lines if line.startswith("train fold 1/2"))
+    )
 
 
 def test_run_writes_summary_with_fractions_and_wall_time(run_dir):
@@ -70,6 +94,7 @@ def test_run_model_carries_its_provenance(run_dir):
 def test_run_report_is_self_contained_with_tables_and_pictures(run_dir):
     page = (run_dir / "report.html").read_text()
     for heading in (
+        "Model card", "Table I: infected region segmentation (pixels)", "Held-out figures, mean over 2",
         "Table I", "Table III", "Table IV", "Detection by subgroup", "Localisation", "Fig. 7",
         "precision-recall",
     ):  # fmt: skip

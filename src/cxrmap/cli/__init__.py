@@ -12,13 +12,14 @@ import sys
 import typer
 from typer.exceptions import TyperException
 
+from cxrmap.core.citation import PAPER
 from cxrmap.core.errors import CxrmapError
 
 COMMAND_MODULES = ("phantom", "index", "models", "training", "pipeline", "predict", "serve", "annotate")
 
 app = typer.Typer(
     name="cxrmap",
-    help="COVID-19 infection maps and detection from chest X-rays (Degerli et al., 2021).",
+    help=f"COVID-19 infection maps and detection from chest X-rays, after {PAPER.short}, doi:{PAPER.doi}.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

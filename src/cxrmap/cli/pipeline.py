@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
 
         from cxrmap.study.run import StudyOptions, run_study
 
-        console = Console(stderr=True)
+        console = Console(stderr=True, soft_wrap=True)  # a log file gets whole lines
         run_dir = out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
         options = StudyOptions(
             out=run_dir,

@@ -102,10 +102,9 @@ def run_predict(
     Raises:
         DataError: ``out`` is a file, or no input could be read (the reasons are in ``OUT/skipped.csv``).
     """
-    from tqdm import tqdm
-
     from cxrmap.core.fileio import atomic_write
     from cxrmap.core.images import save_png
+    from cxrmap.core.progress import track
     from cxrmap.data.io import read_image
     from cxrmap.data.readers import index_files
     from cxrmap.predict.maps import colorbar
@@ -140,7 +139,7 @@ def run_predict(
     n_done = 0
     with (
         open(staging / PREDICTIONS_CSV, "w", newline="", encoding="utf-8") as handle,
-        tqdm(total=len(files), unit="image", disable=not progress, desc="predict") as bar,
+        track(stage="predict", total=len(files), enabled=progress) as bar,
     ):
         writer = csv.writer(handle)
         writer.writerow(columns)

@@ -41,10 +41,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from cxrmap.core.errors import DataError
 from cxrmap.core.fileio import write_text_atomic
+from cxrmap.core.progress import track
 from cxrmap.data import io
 from cxrmap.data.manifest import normalise_manifest
 
@@ -198,9 +198,7 @@ def _build(manifest: pd.DataFrame, size: int, folder: Path, progress: bool, work
     rows: list[int] = []
     skipped: list[tuple[str, str]] = []
     jobs = [(*row, size) for row in manifest[list(KEY_COLUMNS)].itertuples(index=False)]
-    bar = tqdm(
-        _decoded(jobs, workers), total=n, desc=f"caching images at {size}px", unit="img", disable=not progress
-    )
+    bar = track(_decoded(jobs, workers), stage="cache", total=n, enabled=progress, at=f"{size}px")
     for position, result in enumerate(bar):
         if isinstance(result, str):
             skipped.append((jobs[position][0], result))

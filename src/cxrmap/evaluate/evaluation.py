@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from cxrmap.core.fileio import json_safe, write_text_atomic
+from cxrmap.core.progress import track
 from cxrmap.evaluate.curves import write_pr_curves, write_roc_curves
 from cxrmap.evaluate.detection import DetectionAccumulator, roc_curve
 from cxrmap.evaluate.metrics import confidence_interval
@@ -151,7 +151,7 @@ def evaluate_model(
     indices = np.asarray(indices, np.int64).reshape(-1)
     labels = (cache.manifest["label"].to_numpy() == "covid").astype(np.int64)
     evaluation = Evaluation(threshold)
-    bar = tqdm(total=len(indices), desc="evaluating", unit="img", disable=not progress, leave=False)
+    bar = track(stage="evaluate", total=len(indices), enabled=progress)
     for start in range(0, len(indices), chunk):
         rows = np.sort(indices[start : start + chunk])
         prob = predict_probabilities(model, cache.images[rows], batch_size=batch_size, device=device, amp=amp)

@@ -27,9 +27,9 @@ import torch
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
-from tqdm.auto import tqdm
 
 from cxrmap.core.errors import ModelError
+from cxrmap.core.progress import track
 from cxrmap.models.classifier import COVID_CLASS
 from cxrmap.models.input import as_batch, fit_size
 
@@ -149,7 +149,14 @@ class GradCAMExplainer:
             return np.zeros((0, *batch.shape[2:]), np.float32)
         maps = []
         starts: Sequence[int] = range(0, len(batch), self.batch_size)
-        for start in tqdm(starts, desc="Grad-CAM", unit="batch", disable=not progress, leave=False):
+        bar = track(
+            starts,
+            stage="Grad-CAM",
+            unit="batch",
+            count=lambda start: min(self.batch_size, len(batch) - start),
+            enabled=progress,
+        )
+        for start in bar:
             chunk = fit_size(batch[start : start + self.batch_size], self.input_size)
             targets = [ClassifierOutputTarget(self.target_class)] * len(chunk)
             try:

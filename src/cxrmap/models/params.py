@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from cxrmap.core.progress import track
 from cxrmap.models.encoders import ENCODERS
 from cxrmap.models.segmentation import ARCHS, create_model
 
@@ -96,7 +96,7 @@ def table_viii(
         for encoder in (encoders or ENCODERS)
     ]
     rows = []
-    for arch, is_frozen, encoder in tqdm(combos, desc="Table VIII", unit="model", disable=not progress):
+    for arch, is_frozen, encoder in track(combos, stage="Table VIII", unit="model", enabled=progress):
         with torch.device("meta"):
             model = create_model(arch, encoder, freeze_encoder=is_frozen)
         trainable, non_trainable = count_parameters(model)

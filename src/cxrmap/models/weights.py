@@ -28,6 +28,7 @@ import hashlib
 import os
 import pickle
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ import torchxrayvision as xrv
 from torch import nn
 
 from cxrmap.core.errors import ModelError
+from cxrmap.core.progress import is_terminal
 
 ENV_WEIGHTS_DIR = "CXRMAP_WEIGHTS_DIR"
 """Environment variable naming a folder searched first for weights files (by expected file name)."""
@@ -196,7 +198,14 @@ def locate(spec: WeightsSpec, encoder: str) -> Path:
             return path
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(spec.url, str(target), progress=True)
+        live = is_terminal()
+        if not live:  # a log gets one line, not the redrawn frames of a bar
+            print(
+                f"downloading the {spec.name} weights of {encoder} from {spec.url}",
+                file=sys.stderr,
+                flush=True,
+            )
+        torch.hub.download_url_to_file(spec.url, str(target), progress=live)
     except Exception as error:  # network, proxy, disk: all end in the same advice
         searched = ", ".join(str(p.parent) for p in candidates)
         raise ModelError(

@@ -31,9 +31,11 @@ from typing import Any
 import pandas as pd
 
 from cxrmap import __version__
+from cxrmap.core.citation import PAPER
 from cxrmap.core.errors import DataError
 from cxrmap.core.fileio import write_text_atomic
 from cxrmap.core.images import MIME_TYPES, data_uri
+from cxrmap.report.card import ModelCard
 
 REPORT_NAME = "report.html"
 DISCLAIMER = (
@@ -58,6 +60,7 @@ class ReportData:
         gallery: ``(caption, png_path)`` of infection maps with their ground truth, shown as a grid.
         timings: step -> seconds (float) or a ready text.
         notes: free sentences shown at the top (what the data is, warnings, how to reproduce).
+        card: the model card of the run's model (:func:`cxrmap.report.card.build_card`), shown first.
     """
 
     title: str = "cxrmap report"
@@ -68,6 +71,7 @@ class ReportData:
     gallery: list[tuple[str, str | os.PathLike]] = field(default_factory=list)
     timings: dict[str, float | str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    card: ModelCard | None = None
 
 
 def _version(package: str) -> str:
@@ -304,6 +308,8 @@ def render_report(data: ReportData, out_dir: str | os.PathLike, embed: bool = Tr
     """The report page as HTML text (see :func:`write_report`)."""
     images = _Images(Path(out_dir), embed)
     sections: list[tuple[str, str]] = []
+    if data.card is not None:
+        sections.append(("Model card", data.card.html()))
     if data.notes:
         items = "".join(f"<li>{html.escape(note)}</li>" for note in data.notes)
         sections.append(("Notes", f'<ul class="notes">{items}</ul>'))
@@ -341,14 +347,15 @@ def render_report(data: ReportData, out_dir: str | os.PathLike, embed: bool = Tr
         body="\n".join(body),
         version=html.escape(__version__),
         date=html.escape(str(date)),
+        citation=html.escape(PAPER.text),  # no link: the page holds no outside address
     )
 
 
 def write_report(out_dir: str | os.PathLike, data: ReportData, embed: bool = True) -> Path:
     """Write ``out_dir/report.html``: a self-contained page of ``data`` (atomic; the folder is created).
 
-    Sections, in order: notes, each table, each figure, the gallery of infection maps, timings,
-    configuration, environment; a research-use-only notice heads the page.
+    Sections, in order: the model card, notes, each table, each figure, the gallery of infection maps,
+    timings, configuration, environment; a research-use-only notice heads the page.
 
     Args:
         out_dir: the run's folder.

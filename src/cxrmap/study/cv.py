@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cxrmap.core import progress as progress_output
 from cxrmap.core.errors import ModelError
 from cxrmap.core.fileio import json_safe, write_text_atomic
 from cxrmap.core.runtime import resolve_device
@@ -195,6 +196,11 @@ def train_and_evaluate(
     return result, evaluation
 
 
+def fold_done(fold_dir: Path) -> bool:
+    """The fold in ``fold_dir`` finished (``done.json`` and ``model.pt``): :func:`run_fold` skips it."""
+    return (fold_dir / DONE).is_file() and (fold_dir / FINAL).is_file()
+
+
 def run_fold(
     config: TrainConfig, cache, fold: int, fold_dir: Path, progress: bool = True, device: str | None = None
 ) -> tuple[Evaluation, Path]:
@@ -204,7 +210,7 @@ def run_fold(
         ``(evaluation, model path)``.
     """
     done = fold_dir / DONE
-    if done.is_file() and (fold_dir / FINAL).is_file():
+    if fold_done(fold_dir):
         return Evaluation.from_dict(json.loads(done.read_text())["evaluation"]), fold_dir / FINAL
     train_idx, test_idx = fold_indices(cache.manifest, fold)
     result, evaluation = train_and_evaluate(
@@ -238,6 +244,8 @@ def run_cv(
         progress: show progress bars.
         device: ``cpu``, ``cuda``...; ``None`` takes the GPU if there is one.
 
+    Progress shows the fold and, inside a :func:`cxrmap.core.progress.plan`, the ETA of the whole run.
+
     Returns:
         The :class:`CVResult`.
 
@@ -247,16 +255,23 @@ def run_cv(
         >>> result.summary["unet-densenet121"]["segmentation"]["f1"]  # doctest: +SKIP
     """
 
+    with progress_output.plan():
+        return _run_cv(manifest, configs, preset, Path(out_dir), folds, progress, device)
+
+
+def _run_cv(manifest, configs, preset, out_dir: Path, folds, progress: bool, device) -> CVResult:
     base = get_preset(preset) if isinstance(preset, str) else preset
     k = int(folds or base.folds)
     base = base.replace(folds=k)
     frame = read_manifest(manifest) if isinstance(manifest, (str, os.PathLike)) else manifest
     frame = _with_folds(frame, k, base.seed)
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_manifest(frame, out_dir / "manifest.csv")
-    cache = build_cache(frame, base.size, progress=progress)
     specs = [c if isinstance(c, ModelSpec) else ModelSpec(**c) for c in configs]
+    to_run = sum(not fold_done(out_dir / s.name / f"fold-{f}") for s in specs for f in range(k))
+    progress_output.expect("train", to_run * base.epochs)
+    progress_output.expect("evaluate", to_run)
+    cache = build_cache(frame, base.size, progress=progress)
     result = CVResult(out_dir, cache.manifest)
     evaluations: dict[str, tuple[dict, list[Evaluation]]] = {}
     scores = []
@@ -276,9 +291,11 @@ def run_cv(
         }
         fold_evaluations, paths = [], []
         for fold in range(k):
-            evaluation, path = run_fold(
-                config, cache, fold, out_dir / spec.name / f"fold-{fold}", progress, device
-            )
+            facts = {"model": spec.name} if len(specs) > 1 else {}
+            with progress_output.context(**facts, fold=f"{fold + 1}/{k}"):
+                evaluation, path = run_fold(
+                    config, cache, fold, out_dir / spec.name / f"fold-{fold}", progress, device
+                )
             fold_evaluations.append(evaluation)
             paths.append(path)
             scores.append(scores_frame(evaluation, cache.manifest, model=spec.name, fold=fold))

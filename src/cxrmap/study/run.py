@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from cxrmap.core import progress as progress_output
 from cxrmap.core.errors import DataError
 from cxrmap.core.fileio import json_safe, write_text_atomic
 from cxrmap.core.images import save_png
@@ -43,8 +44,9 @@ from cxrmap.explain import (
 from cxrmap.models.checkpoint import load_model, update_meta
 from cxrmap.predict.inference import predict_probabilities
 from cxrmap.predict.predictor import Predictor
-from cxrmap.report import ReportData, environment_info, write_report
+from cxrmap.report import ReportData, build_card, environment_info, write_report
 from cxrmap.study.cv import ModelSpec, run_cv
+from cxrmap.train.classifier import resolve_config
 from cxrmap.train.presets import get_preset
 
 GALLERY_COVID = 6
@@ -110,6 +112,11 @@ def default_weights(encoder: str, preset: str) -> str | None:
     if preset != "paper":
         return None
     return "chexnet" if encoder == "chexnet" else "imagenet"
+
+
+def classifier_encoders(options: StudyOptions) -> tuple[str, ...]:
+    """The encoders of the classifiers the study compares (``options.classifiers`` or the preset's)."""
+    return options.classifiers or CLASSIFIERS.get(options.preset, CLASSIFIERS["quick"])
 
 
 def prepare_data(options: StudyOptions, config, say: Callable[[str], None]):
@@ -203,7 +210,7 @@ def _compare_activation_maps(options, config, model_path: Path, cache, say) -> d
     seg_name = f"{display_name(options.arch)} {display_name(options.encoder)} infection map"
     maps = {seg_name: segmentation[:, 0]}
     activation, classifier_rows = {}, []
-    encoders = options.classifiers or CLASSIFIERS.get(options.preset, CLASSIFIERS["quick"])
+    encoders = classifier_encoders(options)
     for encoder in encoders:
         say(f"  classifier {display_name(encoder)} ...")
         classifier, result = train_classifier(
@@ -220,7 +227,7 @@ def _compare_activation_maps(options, config, model_path: Path, cache, say) -> d
         figures = _detection_figures(labels[test_idx] == "covid", scores >= 0.5)
         classifier_rows.append({"classifier": display_name(encoder), **figures, "seconds": result.seconds})
         with GradCAMExplainer(classifier, input_size=result.config.input_size) as explainer:
-            cams = explainer.explain(cache.images[covid_test])
+            cams = explainer.explain(cache.images[covid_test], progress=options.progress)
         activation[f"{display_name(encoder)} Grad-CAM"] = cams
         maps[f"{display_name(encoder)} Grad-CAM"] = cams
     table = localisation_table(maps, cache.masks[covid_test], cache.lungs[covid_test])
@@ -243,11 +250,18 @@ def _compare_activation_maps(options, config, model_path: Path, cache, say) -> d
 def run_study(options: StudyOptions, say: Callable[[str], None] = print) -> StudyResult:
     """Run the whole study into ``options.out`` (see the module docstring); resumes a cut-off run.
 
+    Progress lines carry the ETA of the whole study: its plan counts the folds x epochs still to train
+    and the classifiers still to come (:mod:`cxrmap.core.progress`).
+
     Example:
         >>> result = run_study(StudyOptions(out=Path("runs/demo")))  # doctest: +SKIP
         >>> result.summary["segmentation"]["f1"]  # doctest: +SKIP
     """
+    with progress_output.plan():
+        return _study(options, say)
 
+
+def _study(options: StudyOptions, say: Callable[[str], None]) -> StudyResult:
     started = time.perf_counter()
     timings: dict[str, float] = {}
     out = Path(options.out)
@@ -272,6 +286,9 @@ def run_study(options: StudyOptions, say: Callable[[str], None] = print) -> Stud
     data.update(
         images=len(manifest), covid=len(covid_rows), control=int((manifest["label"] == "control").sum())
     )
+    classifiers = len(classifier_encoders(options))
+    progress_output.expect("classifier", classifiers, like="train", scale=resolve_config(config).epochs)
+    progress_output.expect("Grad-CAM", classifiers, like="evaluate")
     timings["data"] = time.perf_counter() - step
 
     say(
@@ -373,6 +390,7 @@ def run_study(options: StudyOptions, say: Callable[[str], None] = print) -> Stud
             gallery=gallery,
             timings=timings,
             notes=notes,
+            card=build_card(load_model(model_path)[1]),
         ),
     )
     summary_data["wall_seconds"] = time.perf_counter() - started

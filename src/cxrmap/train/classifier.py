@@ -35,10 +35,10 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from cxrmap import __version__
 from cxrmap.core.errors import CheckpointError, CxrmapError, ModelError
+from cxrmap.core.progress import track
 from cxrmap.core.runtime import resolve_device
 from cxrmap.data.dataset import SegmentationDataset
 from cxrmap.models import create_classifier
@@ -192,9 +192,7 @@ def train_classifier(
     generator = torch.Generator().manual_seed(config.seed)
     result = ClassifierResult(encoder=encoder, config=config, train_images=len(dataset.indices))
     started = time.perf_counter()
-    bar = tqdm(
-        total=config.epochs * len(dataset), desc=f"classifier {encoder}", unit="img", disable=not progress
-    )
+    bar = track(stage="classifier", total=config.epochs * len(dataset), enabled=progress, encoder=encoder)
     for epoch in range(config.epochs):
         dataset.set_epoch(epoch)
         loader = DataLoader(
@@ -219,8 +217,8 @@ def train_classifier(
             total_loss += float(loss.detach()) * len(labels)
             correct += int((logits.argmax(1) == labels).sum())
             seen += len(labels)
+            bar.set(epoch=f"{epoch + 1}/{config.epochs}", loss=total_loss / seen)
             bar.update(len(labels))
-            bar.set_postfix(epoch=epoch + 1, loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
         result.history.append(
             {
                 "epoch": epoch + 1,

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from cxrmap import __version__
 from cxrmap.core.errors import CheckpointError, DataError, ModelError
+from cxrmap.core.progress import track
 from cxrmap.core.runtime import autocast, resolve_amp
 from cxrmap.data.dataset import SegmentationDataset
 from cxrmap.data.manifest import manifest_hash
@@ -328,12 +328,13 @@ class _Run:
         )
         self.network.train()
         total, count = 0.0, 0
-        bar = tqdm(
+        bar = track(
             loader,
-            desc=f"epoch {self.epoch + 1}/{self.config.epochs}",
+            stage="train",
             unit="batch",
-            leave=False,
-            disable=not (progress and c.is_main),
+            count=lambda batch: len(batch["image"]),
+            enabled=progress and c.is_main,
+            epoch=f"{self.epoch + 1}/{self.config.epochs}",
         )
         for batch in bar:
             images = (

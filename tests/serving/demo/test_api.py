@@ -236,6 +236,10 @@ def test_model_card_and_health(client, checkpoint):
     assert card["metrics"]["auc"] is None  # an undefined figure (NaN) is sent as null, valid JSON
     assert card["checkpoint"] == "model.pt" and str(checkpoint.parent) not in response.text
     assert card["parameters"] > 1_000_000
+    rows = dict(card["card"]["rows"])  # the card in the paper's terms, as the page shows it
+    assert rows["Model"] == "U-Net + resnet18" and rows["Parameters"] == f"{card['parameters']:,}"
+    assert rows["Data"] == "synthetic phantoms (not patients)" and rows["Input size"] == "64 × 64 px"
+    assert [t["title"][:10] for t in card["card"]["tables"]] == ["Table I: i", "Table III:"]
     health = client.get("/healthz")
     assert health.status_code == 200 and health.json()["status"] == "ok"
     assert health.json()["model_id"] == card["model_id"]

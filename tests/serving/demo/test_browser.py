@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from cxrmap.core.citation import PAPER
 from cxrmap.serving.demo.app import create_app, serve_in_background
 from tests.helpers.browser import launch_chromium, playwright_or_skip
-from tests.helpers.checkpoints import write_tiny_checkpoint
+from tests.helpers.checkpoints import CROSS_VALIDATED, write_tiny_checkpoint
 
 pytestmark = pytest.mark.browser
 
@@ -34,7 +35,7 @@ DROP_FILE = """([name, b64]) => {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    checkpoint = write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "model.pt")
+    checkpoint = write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "model.pt", metrics=CROSS_VALIDATED)
     with serve_in_background(create_app(checkpoint)) as url:
         yield url
 
@@ -102,14 +103,13 @@ def test_demo_page_in_chromium(server, phantom_png, request, tmp_path):
         page.on("response", lambda r: problems.append(f"{r.status}: {r.url}") if r.status >= 400 else None)
         page.goto(server + "/")
 
-        page.wait_for_function("() => document.querySelectorAll('#card dt').length > 3")
+        page.wait_for_function("() => document.querySelectorAll('#card-body tr').length > 3")
         card = page.locator("#card").inner_text()
-        assert "unet" in card and "resnet18" in card
+        assert "U-Net + resnet18" in card and "64 × 64 px" in card
         assert page.locator("#phantom-warning").is_visible()
         assert "phantom" in page.locator("#phantom-warning").inner_text().lower()
         assert "research use only" in page.locator("#notice").inner_text().lower()
-        assert page.locator("#metrics-body tr").count() == 6
-        assert "–" in page.locator("#metrics-body").inner_text()  # the undefined (NaN) figure
+        assert "–" in page.locator("#card-tables").inner_text()  # the undefined (NaN) figure
         assert page.evaluate("() => document.getElementById('colorbar').naturalWidth") > 0
 
         sample = real_sample(request)
@@ -168,3 +168,33 @@ def test_demo_page_in_chromium(server, phantom_png, request, tmp_path):
         print(f"screenshot: {shot}")
     # The refused upload answers 415 (Chromium logs it as a failed resource); anything else is a problem.
     assert [p for p in problems if "415" not in p] == []
+
+
+RAW_KEYS = ("cross_validated", "segmentation_covid", "sensitivity_ci", "f1_ci", "specificity_ci", " · ")
+
+
+def test_model_card_speaks_the_papers_terms(server):
+    """Tables I and III with their intervals, the data and the threshold; the raw keys only in the JSON."""
+    with sync_api.sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(server + "/")
+        page.wait_for_function("() => document.querySelectorAll('#card-tables table').length == 2")
+        section = page.locator("section.card")
+        shown = section.inner_text()
+        tables = page.locator("#card-tables table")
+        table_i, table_iii = tables.nth(0).inner_text(), tables.nth(1).inner_text()
+        assert "Table I" in table_i and "Table III" in table_iii
+        for text, expected in (
+            (table_i, ("F1", "Sensitivity", "Specificity", "83.20% ± 0.41%", "80.00% ± 0.50%")),
+            (table_iii, ("Sensitivity", "Specificity", "F1", "94.96% ± 0.79%", "99.88% ± 0.02%", "–")),
+        ):
+            assert all(item in text for item in expected), text
+        assert "synthetic phantoms (not patients)" in shown and "5 cross-validation folds" in shown
+        assert "0.50 (stored with the model" in shown and "64 × 64 px" in shown
+        assert not [key for key in RAW_KEYS if key in shown]
+        assert not page.locator("#card-json").is_visible()
+        page.locator("section.card details summary").click()
+        assert "sensitivity_ci" in page.locator("#card-json").inner_text()  # the full JSON, one click away
+        assert PAPER.doi in page.locator("footer").inner_text()
+        browser.close()

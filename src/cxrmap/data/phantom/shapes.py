@@ -36,10 +36,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
 
 from cxrmap.core.errors import DataError
 from cxrmap.data.readers import find_layouts
+from cxrmap.core.progress import track
 
 FINDINGS = ("consolidation", "effusion", "edema", "nodule", "cardiomegaly", "atelectasis")
 """Control group II findings, in the order they are dealt out."""
@@ -733,7 +733,7 @@ def generate(
     ):
         if path:
             (staging / path).parent.mkdir(parents=True, exist_ok=True)
-    for case in tqdm(cases, desc="phantom", unit="image", disable=not progress):
+    for case in track(cases, stage="phantom", enabled=progress):
         image, infection, lung = render_case(case.rng(), size, case.kind, case.source)
         (staging / case.image).write_bytes(_png(image))
         (staging / case.lung_mask).write_bytes(_png(lung.view(np.uint8) * np.uint8(255)))

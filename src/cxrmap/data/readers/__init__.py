@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from cxrmap.core.errors import DataError
+from cxrmap.core.progress import track
 from cxrmap.data.io import IMAGE_SUFFIXES, ImageInfo, binarise_mask, check_image, is_dicom, read_image
 from cxrmap.data.manifest import GROUPS, LABELS, empty_manifest, normalise_manifest
 
@@ -490,7 +490,7 @@ def _finish(collected: _Collected, progress: bool, check_masks: bool, max_pixels
     skipped, warnings = list(collected.skipped), list(collected.warnings)
     rows: list[dict[str, str]] = []
     datasets: dict[str, str] = {}
-    for entry in tqdm(collected.entries, desc="checking images", unit="image", disable=not progress):
+    for entry in track(collected.entries, stage="checking images", enabled=progress):
         image_path = os.path.abspath(entry.image)
         if image_path in datasets:
             continue

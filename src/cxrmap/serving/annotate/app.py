@@ -15,10 +15,11 @@ import logging
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from cxrmap import __version__
+from cxrmap.core.citation import cite_in
 from cxrmap.core.errors import NotFoundError
 from cxrmap.serving.annotate import api, auth
 from cxrmap.serving.annotate.db import SCHEMA_VERSION, Database, default_url
@@ -157,11 +158,11 @@ def create_app(
         return RedirectResponse("/login", status_code=303)
 
     def page(name: str):
-        def serve_page() -> FileResponse:
+        def serve_page() -> HTMLResponse:
             path = STATIC_DIR / name
             if not path.is_file():
                 raise NotFoundError(f"the page {name} is not installed")
-            return FileResponse(path, media_type="text/html")
+            return HTMLResponse(cite_in(path.read_text("utf-8")))
 
         return serve_page
 

@@ -33,6 +33,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, create_model
 
 from cxrmap import __version__
+from cxrmap.core.citation import PAPER
 from cxrmap.core.errors import BusyError, CxrmapError, DataError
 from cxrmap.core.fileio import json_safe
 from cxrmap.core.images import FAST_PNG, data_uri, encode_png, file_sha256
@@ -41,6 +42,7 @@ from cxrmap.models.checkpoint import load_model
 from cxrmap.predict.maps import infection_map
 from cxrmap.predict.predictor import Predictor
 from cxrmap.predict.severity import REGIONS
+from cxrmap.report.card import build_card
 from cxrmap.serving.http.errors import install_error_handlers
 from cxrmap.serving.http.middleware import install_middleware
 from cxrmap.serving.http.uploads import check_upload
@@ -118,7 +120,35 @@ class PredictResponse(BaseModel):
     elapsed_ms: float
 
 
+class CardTable(BaseModel):
+    title: str
+    columns: list[str]
+    values: list[str]
+
+
+class PaperCard(BaseModel):
+    rows: list[tuple[str, str]] = Field(description="Label and text: model, input size, threshold, data...")
+    tables: list[CardTable] = Field(description="Tables I and III of the stored figures, with 95% intervals.")
+    figures_note: str = Field(description="How the figures were obtained.")
+
+
+class Citation(BaseModel):
+    authors: list[str]
+    title: str
+    journal: str
+    volume: str
+    article: str
+    year: int
+    doi: str
+    doi_url: str
+    arxiv: str
+    short: str
+    text: str
+
+
 class ModelCard(BaseModel):
+    card: PaperCard = Field(description="The card in the paper's terms, as the demo page shows it.")
+    citation: Citation = Field(description="The paper the method comes from.")
     model_id: str
     checkpoint: str = Field(description="File name of the checkpoint (not its path on the server).")
     arch: str
@@ -186,15 +216,19 @@ class ModelService:
         self._colorbar: bytes | None = None
 
     def _card(self, model: Any) -> dict[str, Any]:
+        """``GET /api/v1/model``: the card in the paper's terms (``card``), the citation, the raw fields."""
         meta = self.meta
         config = meta.get("model", {})
+        parameters = int(sum(p.numel() for p in model.parameters()))
         return {
+            "card": build_card(meta, threshold=self.predictor.threshold, parameters=parameters).to_dict(),
+            "citation": PAPER.to_dict(),
             "model_id": self.model_id,
             "checkpoint": self.path.name,
             "arch": str(config.get("arch", "unknown")),
             "encoder": str(config.get("encoder", "unknown")),
             "weights": None if config.get("weights") is None else str(config.get("weights")),
-            "parameters": int(sum(p.numel() for p in model.parameters())),
+            "parameters": parameters,
             "input_size": self.predictor.input_size,
             "channels": list(meta.get("channels", ["infection"])),
             "threshold": self.predictor.threshold,

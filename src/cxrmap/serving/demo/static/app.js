@@ -23,56 +23,52 @@
     row.insertCell().textContent = value;
   }
 
-  function formatMetric(key, value) {
-    if (value === null || value === undefined) return "–";
-    if (typeof value === "number") {
-      if (Number.isInteger(value)) return String(value);
-      if (value >= 0 && value <= 1 && !/loss|time|seconds|ms/i.test(key)) return percent(value, 2);
-      return value.toPrecision(4);
-    }
-    if (Array.isArray(value)) return value.map((v) => formatMetric(key, v)).join(" – ");
-    return String(value);
+  function showTable(table) {
+    const element = document.createElement("table");
+    element.className = "metrics";
+    element.createCaption().textContent = table.title;
+    const head = element.createTHead().insertRow();
+    table.columns.forEach((column) => {
+      const th = document.createElement("th");
+      th.scope = "col";
+      th.textContent = column;
+      head.appendChild(th);
+    });
+    const row = element.createTBody().insertRow();
+    table.values.forEach((value) => {
+      row.insertCell().textContent = value;
+    });
+    return element;
   }
 
-  function flatten(object, prefix, out) {
-    for (const [key, value] of Object.entries(object)) {
-      const name = prefix ? prefix + " · " + key : key;
-      if (value && typeof value === "object" && !Array.isArray(value)) flatten(value, name, out);
-      else out.push([name, formatMetric(key, value)]);
-    }
-    return out;
+  function showCitation(citation) {
+    const element = $("citation");
+    element.textContent = citation.authors.join(", ") + ", ";
+    const title = document.createElement("em");
+    title.textContent = citation.title;
+    const doi = document.createElement("a");
+    doi.href = citation.doi_url;
+    doi.textContent = "doi:" + citation.doi;
+    element.append(
+      title,
+      ", " + citation.journal + " " + citation.volume + ", " + citation.article + " (" + citation.year + "), ",
+      doi
+    );
   }
 
   function showCard(card) {
-    const dl = $("card");
-    dl.textContent = "";
-    const items = [
-      ["Architecture", card.arch],
-      ["Encoder", card.encoder + (card.weights ? " (initialised from " + card.weights + ")" : "")],
-      ["Parameters", card.parameters.toLocaleString("en")],
-      ["Input size", card.input_size ? card.input_size + " × " + card.input_size + " px" : "any"],
-      ["Outputs", card.channels.join(", ")],
-      ["Decision threshold", card.threshold.toFixed(2)],
-      ["Trained on", card.trained_on],
-      ["Data", card.trained_on_phantoms ? "synthetic phantoms (not patients)" : card.data_kind],
-      ["Model id", card.model_id + " (" + card.checkpoint + ")"],
-    ];
-    if (card.created) items.push(["Created", card.created + (card.cxrmap_version ? ", cxrmap " + card.cxrmap_version : "")]);
-    for (const [term, description] of items) {
-      const dt = document.createElement("dt");
-      dt.textContent = term;
-      const dd = document.createElement("dd");
-      dd.textContent = description;
-      dl.append(dt, dd);
-    }
-    const rows = flatten(card.metrics || {}, "", []);
-    const body = $("metrics-body");
+    const body = $("card-body");
     body.textContent = "";
-    rows.forEach(([name, value]) => addRow(body, name, value));
-    $("metrics").hidden = rows.length === 0;
-    $("metrics-none").hidden = rows.length > 0;
+    card.card.rows.forEach(([label, value]) => addRow(body, label, value));
+    addRow(body, "Model id", card.model_id + " (" + card.checkpoint + ")");
+    const tables = $("card-tables");
+    tables.textContent = "";
+    card.card.tables.forEach((table) => tables.appendChild(showTable(table)));
+    $("card-figures-note").textContent = card.card.figures_note;
+    $("card-json").textContent = JSON.stringify(card, null, 1);
     $("card-notice").textContent = card.notice;
     $("notice").textContent = card.notice;
+    showCitation(card.citation);
     if (card.trained_on_phantoms) {
       $("phantom-text").textContent = card.warnings.join(" ");
       $("phantom-warning").hidden = false;
@@ -210,7 +206,7 @@
       .then((response) => response.json())
       .then(showCard)
       .catch(() => {
-        $("card").textContent = "The model card could not be loaded.";
+        $("card-body").textContent = "The model card could not be loaded.";
       });
   }
 
