@@ -31,7 +31,7 @@ from cxrmap.data.phantom.shapes import generate
 from cxrmap.data.readers import index_dataset
 from cxrmap.data.splits import fold_indices
 from cxrmap.evaluate.metrics import binary_metrics
-from cxrmap.evaluate.tables import ARCH_NAMES, ENCODER_NAMES, describe
+from cxrmap.evaluate.tables import describe
 from cxrmap.explain import (
     GradCAMExplainer,
     comparison_grid,
@@ -41,6 +41,7 @@ from cxrmap.explain import (
     train_classifier,
 )
 from cxrmap.models.checkpoint import load_model, update_meta
+from cxrmap.models.segmentation import title
 from cxrmap.predict.inference import predict_probabilities
 from cxrmap.predict.predictor import Predictor
 from cxrmap.report import ReportData, environment_info, write_report
@@ -192,20 +193,17 @@ def _detection_figures(is_covid: np.ndarray, predicted: np.ndarray) -> dict:
 def _compare_activation_maps(options, config, model_path: Path, cache, say) -> dict:
     """Classifiers and their Grad-CAM maps against the infection maps (Sec. III-C, Fig. 7), measured."""
 
-    def display_name(name: str) -> str:
-        return ARCH_NAMES.get(name) or ENCODER_NAMES.get(name, name)
-
     train_idx, test_idx = fold_indices(cache.manifest, 0)
     labels = cache.manifest["label"].to_numpy()
     covid_test = test_idx[(labels[test_idx] == "covid") & cache.has_mask[test_idx]]
     model, _ = load_model(model_path)
     segmentation = predict_probabilities(model, cache.images[covid_test], device=options.device or "cpu")
-    seg_name = f"{display_name(options.arch)} {display_name(options.encoder)} infection map"
+    seg_name = f"{title(options.arch)} {title(options.encoder)} infection map"
     maps = {seg_name: segmentation[:, 0]}
     activation, classifier_rows = {}, []
     encoders = options.classifiers or CLASSIFIERS.get(options.preset, CLASSIFIERS["quick"])
     for encoder in encoders:
-        say(f"  classifier {display_name(encoder)} ...")
+        say(f"  classifier {title(encoder)} ...")
         classifier, result = train_classifier(
             encoder,
             cache,
@@ -218,11 +216,11 @@ def _compare_activation_maps(options, config, model_path: Path, cache, say) -> d
         )
         scores = covid_probability(classifier, cache.images[test_idx], input_size=result.config.input_size)
         figures = _detection_figures(labels[test_idx] == "covid", scores >= 0.5)
-        classifier_rows.append({"classifier": display_name(encoder), **figures, "seconds": result.seconds})
+        classifier_rows.append({"classifier": title(encoder), **figures, "seconds": result.seconds})
         with GradCAMExplainer(classifier, input_size=result.config.input_size) as explainer:
             cams = explainer.explain(cache.images[covid_test])
-        activation[f"{display_name(encoder)} Grad-CAM"] = cams
-        maps[f"{display_name(encoder)} Grad-CAM"] = cams
+        activation[f"{title(encoder)} Grad-CAM"] = cams
+        maps[f"{title(encoder)} Grad-CAM"] = cams
     table = localisation_table(maps, cache.masks[covid_test], cache.lungs[covid_test])
     rows = covid_test[:GRID_ROWS]
     grid = comparison_grid(
