@@ -292,8 +292,7 @@ def run_study(options: StudyOptions, say: Callable[[str], None] = print) -> Stud
     os.replace(model_path.with_suffix(".tmp"), model_path)
     update_meta(
         model_path,
-        trained_on=trained_on,
-        data_kind=data["kind"],
+        data={"kind": data["kind"], "description": trained_on},
         metrics={"cross_validated": summary, "folds": config.folds},
     )
     cache = build_cache(cv.manifest, config.size, progress=False)
