@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from cxrmap.train.presets import preset_defaults, preset_help
+
 
 def register(app: typer.Typer) -> None:
     """Add ``run`` to ``app``."""
@@ -17,7 +19,7 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Option(
             None, "--data", help="Dataset root in any layout `cxrmap index` reads (default: the phantom)."
         ),
-        preset: str = typer.Option("quick", help="quick (2-core CPU, minutes) or paper (Sec. III-A; GPU)."),
+        preset: str = typer.Option("quick", help=f"{preset_help()}."),
         arch: str = typer.Option("unet", help="Segmentation architecture: unet, unetplusplus, dla."),
         encoder: str = typer.Option(
             "densenet121", help="Encoder: densenet121, chexnet, inception_v3, resnet50..."
@@ -25,9 +27,15 @@ def register(app: typer.Typer) -> None:
         weights: str = typer.Option(
             None, help="Initial encoder weights: imagenet, chexnet or a file (default: the preset's)."
         ),
-        folds: int = typer.Option(None, min=2, help="Cross-validation folds (default: the preset's)."),
-        epochs: int = typer.Option(None, min=1, help="Training epochs (default: the preset's)."),
-        size: int = typer.Option(None, min=32, help="Input side in pixels (default: the preset's)."),
+        folds: int = typer.Option(
+            None, min=2, help=f"Cross-validation folds (default: the preset's, {preset_defaults('folds')})."
+        ),
+        epochs: int = typer.Option(
+            None, min=1, help=f"Training epochs (default: the preset's, {preset_defaults('epochs')})."
+        ),
+        size: int = typer.Option(
+            None, min=32, help=f"Input side in pixels (default: the preset's, {preset_defaults('size')})."
+        ),
         classifiers: str = typer.Option(
             None, help="Comma-separated encoders whose Grad-CAM maps are compared (default: the preset's)."
         ),
