@@ -307,6 +307,8 @@ def test_classifier_learns_a_separable_toy_set(tmp_path, small_classifier_factor
     labels = cache.manifest["label"].to_numpy() == "covid"
     assert prob[labels].mean() > prob[~labels].mean()
     assert result.checkpoint == tmp_path / f"classifier-{encoder}" / "model.pt"
+    # the segmentation networks' loop: resumable last.pt and history.csv beside model.pt
+    assert {"last.pt", "history.csv"} <= {p.name for p in result.checkpoint.parent.iterdir()}
     loaded, meta = load_classifier(result.checkpoint, device=next(classifier.parameters()).device)
     assert meta.task == "classification" and meta.channels == ("control", "covid")
     assert meta.encoder == encoder and meta.provenance.config["epochs"] == 4 and meta.input_size == 32

@@ -288,13 +288,12 @@ class ClassificationTask(Task):
     """
 
     name = "classification"
-    channels = ("control", "covid")
+    channels = tuple("covid" if i == COVID_CLASS else "control" for i in range(2))
 
     def __init__(self, encoder: str, weights: str | None = None, input_size: int | None = None) -> None:
         self.encoder, self.weights, self.fit = encoder, weights, input_size
         self.label = f"classifier {encoder}"
         self.criterion = nn.CrossEntropyLoss()
-        assert self.channels[COVID_CLASS] == "covid"
 
     def rows(self, cache, train_idx) -> np.ndarray:
         rows = np.asarray(train_idx, np.int64).reshape(-1)
