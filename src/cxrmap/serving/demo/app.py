@@ -9,8 +9,8 @@
 - ``GET /api/v1/model`` the model card; ``GET /healthz``; ``GET /colorbar.png`` the map's colour legend;
 - ``GET /api/v1/openapi.json`` the OpenAPI schema (no interactive docs: they need external scripts).
 
-Uploads are vetted by :mod:`cxrmap.serving.http.security` (size cap while streaming, magic bytes, declared pixel
-count, DICOM header) and processed in memory; nothing is written to disk and no DICOM tag is echoed.
+Uploads are vetted by :mod:`cxrmap.serving.http.security` (size cap while streaming, magic bytes, declared
+pixel count, DICOM header) and processed in memory; nothing is written to disk and no DICOM tag is echoed.
 Predictions run in a bounded pool of worker threads: beyond the queue limit the server answers 503 with
 ``Retry-After`` rather than piling up work, so ``/healthz`` and the page stay responsive under load.
 """
