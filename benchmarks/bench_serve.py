@@ -30,7 +30,7 @@ import numpy as np
 from cxrmap.data.io import read_image
 from cxrmap.data.phantom.shapes import generate
 from cxrmap.models import create_model
-from cxrmap.models.checkpoint import save_checkpoint
+from cxrmap.models.checkpoint import CheckpointMeta, Provenance, TrainingData, save_checkpoint
 from cxrmap.predict.predictor import Predictor
 from cxrmap.serving.demo.app import create_app, serve_in_background
 from cxrmap.train.presets import PRESETS
@@ -46,20 +46,15 @@ def write_checkpoint(path: Path, size: int) -> Path:
 
     torch.manual_seed(0)
     model = create_model("unet", "densenet121", weights=None, classes=2)
-    meta = {
-        "model": model.config,
-        "channels": ["infection", "lung"],
-        "input_size": size,
-        "threshold": 0.5,
-        "trained_on": "nothing: random weights (benchmark)",
-        "data_kind": "phantom",
-        "manifest_hash": "",
-        "preset": "quick",
-        "config": {},
-        "metrics": {},
-        "cxrmap_version": "bench",
-        "created": "",
-    }
+    meta = CheckpointMeta(
+        task="segmentation",
+        model=model.config,
+        channels=("infection", "lung"),
+        input_size=size,
+        threshold=0.5,
+        data=TrainingData("phantom", "nothing: random weights (benchmark)", ""),
+        provenance=Provenance("quick", {}, "bench", ""),
+    )
     return save_checkpoint(path, {"meta": meta, "model": model.state_dict()})
 
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from cxrmap.core.errors import CheckpointError, DataError, ModelError
 from cxrmap.data.cache import ImageCache
+from cxrmap.data.manifest import normalise_manifest
 from cxrmap.explain import (
     ClassifierConfig,
     GradCAMExplainer,
@@ -25,7 +26,8 @@ from cxrmap.explain import (
     localisation_table,
     train_classifier,
 )
-from cxrmap.train.classifier import resolve_config
+from cxrmap.train.presets import classifier_config, get_preset
+from tests.helpers.checkpoints import write_tiny_checkpoint
 
 
 class MeanClassifier(nn.Module):
@@ -267,7 +269,16 @@ def _toy_cache(tmp_path: Path, n: int = 16, size: int = 32) -> ImageCache:
     images = rng.integers(40, 90, (n, size, size)).astype(np.uint8)
     images[labels == "covid", 8:24, 8:24] = 230
     zeros = np.zeros((n, size, size), np.uint8)
-    manifest = pd.DataFrame({"label": labels, "image_path": [f"img{i}.png" for i in range(n)]})
+    manifest = normalise_manifest(
+        pd.DataFrame(
+            {
+                "label": labels,
+                "group": np.where(labels == "covid", "covid", "I"),
+                "source": "toy",
+                "image_path": [f"img{i}.png" for i in range(n)],
+            }
+        )
+    )
     return ImageCache(
         path=tmp_path,
         size=size,
@@ -287,35 +298,38 @@ def test_classifier_learns_a_separable_toy_set(tmp_path, small_classifier_factor
     classifier, result = train_classifier(
         encoder, cache, np.arange(len(cache)), config, out_dir=tmp_path, progress=False
     )
-    losses = [h["loss"] for h in result.history]
-    accuracies = [h["accuracy"] for h in result.history]
+    losses = [h["train_loss"] for h in result.history]
+    accuracies = [h["train_accuracy"] for h in result.history]
     assert len(result.history) == 4 and losses[-1] < losses[0]
     assert accuracies[-1] > accuracies[0] and accuracies[-1] >= 0.9
     assert not classifier.training
     prob = covid_probability(classifier, cache.images)
     labels = cache.manifest["label"].to_numpy() == "covid"
     assert prob[labels].mean() > prob[~labels].mean()
+    assert result.checkpoint == tmp_path / f"classifier-{encoder}" / "model.pt"
+    # the segmentation networks' loop: resumable last.pt and history.csv beside model.pt
+    assert {"last.pt", "history.csv"} <= {p.name for p in result.checkpoint.parent.iterdir()}
     loaded, meta = load_classifier(result.checkpoint, device=next(classifier.parameters()).device)
-    assert meta["classifier"]["encoder"] == encoder and meta["config"]["epochs"] == 4
+    assert meta.task == "classification" and meta.channels == ("control", "covid")
+    assert meta.encoder == encoder and meta.provenance.config["epochs"] == 4 and meta.input_size == 32
+    assert meta.data.description.startswith("real: 16 images (8 COVID-19, 8 control)")
     np.testing.assert_allclose(covid_probability(loaded, cache.images), prob, atol=1e-4)
 
 
 def test_load_classifier_rejects_other_checkpoints(tmp_path):
-    from cxrmap.models.checkpoint import save_checkpoint
-
-    path = save_checkpoint(tmp_path / "model.pt", {"model": {}, "meta": {"model": {"arch": "unet"}}})
-    with pytest.raises(CheckpointError, match="not a classifier checkpoint"):
+    path = write_tiny_checkpoint(tmp_path / "model.pt")
+    with pytest.raises(CheckpointError, match="holds a segmentation network, not a classification one"):
         load_classifier(path)
 
 
 def test_classifier_presets():
-    assert resolve_config("paper") == ClassifierConfig(epochs=10, lr=1e-5, batch_size=32)
-    quick = resolve_config("quick")
+    assert classifier_config("paper") == ClassifierConfig(epochs=10, lr=1e-5, batch_size=32, preset="paper")
+    quick = classifier_config("quick")
     assert quick.lr > 1e-5 and quick.epochs < 10 and quick.input_size is not None
-    assert resolve_config("quick", epochs=2).epochs == 2
+    assert classifier_config("quick", epochs=2).epochs == 2
     with pytest.raises(ModelError, match="unknown classifier preset"):
-        resolve_config("fast")
-    from cxrmap.train.presets import get_preset
-
-    from_train = resolve_config(get_preset("quick", batch_size=4, seed=3))
+        classifier_config("fast")
+    with pytest.raises(ModelError, match="input_size must be at least 32"):
+        classifier_config("quick", input_size=16)
+    from_train = classifier_config(get_preset("quick", batch_size=4, seed=3))
     assert (from_train.lr, from_train.batch_size, from_train.seed) == (quick.lr, 4, 3)

@@ -1,4 +1,4 @@
-"""Checkpoints: round trip, damaged files and checkpoints of another architecture (CheckpointError)."""
+"""Checkpoints: round trip, metadata validation, version 1 files, damaged files and other architectures."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ import torch
 from cxrmap.core.errors import CheckpointError
 from cxrmap.models import create_model
 from cxrmap.models.checkpoint import (
+    VERSION,
+    CheckpointMeta,
+    Provenance,
+    TrainingData,
     check_same_model,
     load_checkpoint,
     load_model,
@@ -19,7 +23,25 @@ from cxrmap.models.checkpoint import (
 from tests.helpers.checkpoints import RunsCode
 
 
-def _meta(model) -> dict:
+def _meta(model) -> CheckpointMeta:
+    return CheckpointMeta(
+        task="segmentation",
+        model=dict(model.config),
+        channels=("infection", "lung")[: model.config["classes"]],
+        input_size=64,
+        threshold=0.5,
+        data=TrainingData(
+            "phantom", "phantom: 12 images (4 COVID-19, 8 control), manifest 0123", "0123456789abcdef"
+        ),
+        provenance=Provenance(
+            "quick", {"size": 64, "betas": [0.9, 0.999]}, "0.1.0", "2021-01-01T00:00:00+00:00"
+        ),
+        metrics={"segmentation": {"f1": 0.8}},
+    )
+
+
+def _legacy_meta(model) -> dict:
+    """Version 1 metadata, the flat dict the training loop wrote before CheckpointMeta."""
     return {
         "model": dict(model.config),
         "channels": ["infection", "lung"][: model.config["classes"]],
@@ -117,7 +139,55 @@ def test_other_architecture_is_refused(tmp_path, model):
 def test_update_meta_keeps_weights(tmp_path, model):
     path = save_checkpoint(tmp_path / "model.pt", {"meta": _meta(model), "model": model.state_dict()})
     meta = update_meta(path, metrics={"detection": {"sensitivity": 1.0}})
-    assert meta["metrics"] == {"detection": {"sensitivity": 1.0}}
+    assert meta.metrics == {"detection": {"sensitivity": 1.0}}
+    meta = update_meta(path, data={"kind": "real", "description": "COVID-QU-Ex"})
+    assert meta.data == TrainingData("real", "COVID-QU-Ex", "0123456789abcdef")  # the hash is kept
     loaded, meta = load_model(path)
-    assert meta["metrics"]["detection"]["sensitivity"] == 1.0
+    assert meta.metrics["detection"]["sensitivity"] == 1.0 and not meta.phantom
+    assert meta.provenance == _meta(model).provenance
     assert torch.equal(loaded.state_dict()["head.weight"], model.state_dict()["head.weight"])
+    with pytest.raises(CheckpointError, match="no field 'trained_on'"):
+        update_meta(path, trained_on="x")
+    with pytest.raises(CheckpointError, match="'threshold' is 'abc', expected a number in"):
+        update_meta(path, threshold="abc")
+
+
+def test_version_1_checkpoints_still_load(tmp_path, model):
+    path = save_checkpoint(tmp_path / "old.pt", {"meta": _legacy_meta(model), "model": model.state_dict()})
+    loaded, meta = load_model(path)
+    assert meta == _meta(model) and meta.version == VERSION
+    assert (meta.arch, meta.encoder, meta.weights, meta.phantom) == ("unet", "resnet18", None, True)
+    assert torch.equal(loaded.state_dict()["head.weight"], model.state_dict()["head.weight"])
+    update_meta(path, metrics={})  # rewritten in this version
+    assert torch.load(path, weights_only=True)["meta"]["version"] == VERSION
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"version": 7}, "format version 7, which this cxrmap does not read"),
+        ({"threshold": "abc"}, "field 'threshold' is 'abc', expected a number in \\[0, 1\\]"),
+        ({"threshold": 1.5}, "field 'threshold' is 1.5"),
+        ({"threshold": float("nan")}, "field 'threshold' is nan"),
+        ({"input_size": 0}, "field 'input_size' is 0, expected a positive whole number"),
+        ({"channels": []}, "field 'channels' is \\[\\]"),
+        ({"task": "detection"}, "field 'task' is 'detection', expected one of segmentation, classification"),
+        ({"data": {"kind": "real"}}, "lacks the field 'data.description'"),
+        ({"model": {"encoder": "resnet18"}}, "lacks the field 'model.arch'"),
+    ],
+)
+def test_bad_metadata_names_the_field_and_the_file(tmp_path, model, change, message):
+    path = save_checkpoint(
+        tmp_path / "bad.pt", {"meta": {**_meta(model).to_dict(), **change}, "model": model.state_dict()}
+    )
+    with pytest.raises(CheckpointError, match=message) as error:
+        load_model(path)
+    assert str(path) in str(error.value)
+
+
+def test_missing_fields_of_version_1_are_named(tmp_path, model):
+    for name in ("threshold", "data_kind", "created"):
+        meta = {k: v for k, v in _legacy_meta(model).items() if k != name}
+        path = save_checkpoint(tmp_path / f"{name}.pt", {"meta": meta, "model": model.state_dict()})
+        with pytest.raises(CheckpointError, match=f"lacks the field '{name}'"):
+            load_checkpoint(path)

@@ -7,6 +7,7 @@ import io
 
 import pytest
 import torch
+from segmentation_models_pytorch.encoders._utils import patch_first_conv
 from torch import nn
 
 from cxrmap.core.errors import ModelError
@@ -18,6 +19,7 @@ from cxrmap.models import (
     create_model,
     input_multiple,
     min_input_size,
+    title,
 )
 
 # Paper Table VIII, U-Net rows: encoder -> frozen -> (trainable, non-trainable)
@@ -143,6 +145,29 @@ def test_imagenet_normalisation_and_patched_channels():
     white = adapter(torch.ones(1, 1, 32, 32))[0, :, 0, 0]
     expected = [(1 - m) / s for m, s in zip((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), strict=True)]
     assert white.tolist() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize(("old", "new"), [(3, 4), (3, 5), (1, 2), (1, 4)])
+def test_first_convolution_patch_repeats_pretrained_kernels_and_redraws_random_ones(old, new):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(old, 8, 3)
+    trained = conv.weight.detach().clone()
+    patch_first_conv(nn.Sequential(conv), new, old, pretrained=True)
+    # the kernels repeated over the new channels and scaled by old / new, as build_encoder needs
+    assert conv.in_channels == new
+    assert torch.equal(conv.weight, trained[:, torch.arange(new) % old] * (old / new))
+    random = nn.Conv2d(old, 8, 3)
+    torch.manual_seed(1)
+    patch_first_conv(nn.Sequential(random), new, old, pretrained=False)
+    torch.manual_seed(1)
+    fresh = nn.Conv2d(new, 8, 3)
+    assert torch.equal(random.weight, fresh.weight) and torch.equal(random.bias, fresh.bias)
+
+
+def test_titles_are_the_papers_names():
+    assert [title(name) for name in ARCHS] == ["U-Net", "UNet++", "DLA"]
+    assert [title(name) for name in ENCODERS] == ["CheXNet", "DenseNet-121", "Inception-v3", "ResNet-50"]
+    assert title("resnet18") == "resnet18"
 
 
 def test_unknown_names_list_the_valid_ones():

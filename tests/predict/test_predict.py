@@ -14,10 +14,11 @@ from typer.testing import CliRunner
 
 from cxrmap.cli import app
 from cxrmap.cli.predict import output_names
-from cxrmap.core.errors import CheckpointError, DataError
+from cxrmap.core.errors import CheckpointError, DataError, ModelError
 from cxrmap.data.io import read_image
 from cxrmap.predict.predictor import FIELDS, NO_LUNG_CHANNEL, Prediction, Predictor, latest_model
 from cxrmap.predict.severity import REGIONS
+from tests.helpers.checkpoints import make_meta
 
 SIZE = 64
 
@@ -30,14 +31,7 @@ def checkpoint(tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     model = create_model("unet", "resnet18", classes=2)
-    meta = {
-        "model": model.config,
-        "channels": ["infection", "lung"],
-        "input_size": SIZE,
-        "threshold": 0.5,
-        "trained_on": "random weights (test)",
-        "data_kind": "phantom",
-    }
+    meta = make_meta(model.config, input_size=SIZE)
     return save_checkpoint(
         tmp_path_factory.mktemp("ckpt") / "model.pt", {"meta": meta, "model": model.state_dict()}
     )
@@ -62,17 +56,19 @@ def test_predictor_known_answers():
     image = np.zeros((16, 16), np.uint8)
     image[2:6, 2:7] = 255  # the patient's right upper zone, fully infected
     image[0, 15] = 255  # one bright pixel outside the lungs
-    meta = {"channels": ["infection", "lung"], "input_size": 16}
+    meta = make_meta(input_size=16)
     prediction = Predictor(Scripted(lungs), meta).predict([image])[0]
     assert prediction.covid and prediction.score == pytest.approx(1.0, abs=1e-6)
-    assert prediction.infected_share == pytest.approx(21 / 256)
+    assert prediction.image_share == pytest.approx(21 / 256)
     grade = prediction.severity
     assert (
-        grade["lungs"] == pytest.approx(20 / 120) and grade["right_upper"] == 1.0 and grade["right"] == 1 / 3
+        grade["lung_share"] == pytest.approx(20 / 120)
+        and grade["right_upper"] == 1.0
+        and grade["right"] == 1 / 3
     )
     assert grade["left"] == 0.0 and grade["upper"] == 0.5
     row = prediction.to_dict()
-    assert tuple(row) == FIELDS and row["lung_share"] == grade["lungs"] and row["severity_note"] == ""
+    assert tuple(row) == FIELDS and row["lung_share"] == grade["lung_share"] and row["severity_note"] == ""
     assert all(not isinstance(value, np.ndarray) for value in row.values())
     assert np.array_equal(prediction.prob >= 0.5, image >= 128)
 
@@ -107,7 +103,7 @@ def test_predictor_odd_sizes_and_16_bit(checkpoint, tmp_path):
 
 def test_no_lung_channel_means_no_severity():
     model = torch.nn.Conv2d(1, 1, 3, padding=1)
-    prediction = Predictor(model, {"channels": ["infection"], "input_size": 16}).predict(
+    prediction = Predictor(model, make_meta(channels=("infection",), input_size=16)).predict(
         [np.zeros((9, 9), np.uint8)]
     )[0]
     assert prediction.severity is None and prediction.lung_prob is None
@@ -118,7 +114,7 @@ def test_no_lung_channel_means_no_severity():
 
 def test_threshold_override_and_bad_inputs():
     model = torch.nn.Conv2d(1, 1, 1)
-    meta = {"channels": ["infection"], "input_size": 8, "threshold": 0.5}
+    meta = make_meta(channels=("infection",), input_size=8)
     assert Predictor(model, meta, threshold=0.2).threshold == 0.2
     with pytest.raises(DataError, match="threshold"):
         Predictor(model, meta, threshold=1.5)
@@ -126,10 +122,8 @@ def test_threshold_override_and_bad_inputs():
         Predictor(model, meta).predict([np.zeros((8, 8), np.uint16)])
     with pytest.raises(DataError, match="uint8 grayscale"):
         Predictor(model, meta).predict([np.zeros((8, 8, 3), np.uint8)])
-    with pytest.raises(Exception, match="infection"):
-        Predictor(model, {"channels": ["lung"], "input_size": 8})
-    with pytest.raises(Exception, match="input_size"):
-        Predictor(model, {"channels": ["infection"]})
+    with pytest.raises(ModelError, match="channels must include 'infection'"):
+        Predictor(model, make_meta(channels=("lung",), input_size=8))
 
 
 def test_missing_checkpoint_says_how_to_make_one(tmp_path):

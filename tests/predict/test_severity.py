@@ -34,8 +34,8 @@ def test_separate_lungs_known_shares():
     assert set(REGIONS) == set(expected)
     for name, value in expected.items():
         assert result[name] == pytest.approx(value), name
-    assert result["lungs"] == pytest.approx(20 / 60)
-    assert result["image"] == pytest.approx(21 / 256)
+    assert result["lung_share"] == pytest.approx(20 / 60)
+    assert result["image_share"] == pytest.approx(21 / 256)
     assert result["lung_pixels"] == 60 and result["infected_lung_pixels"] == 20 and result["note"] == ""
 
 
@@ -76,7 +76,7 @@ def test_one_lung_missing(columns, present, missing):
     result = severity(infection, lungs)
     assert result[f"{present}_lower"] == 1.0 and result[f"{present}_upper"] == 0.0
     assert all(result[f"{missing}_{level}"] is None for level in ("upper", "middle", "lower"))
-    assert result[missing] is None and result["lower"] == 1.0 and result["lungs"] == pytest.approx(1 / 3)
+    assert result[missing] is None and result["lower"] == 1.0 and result["lung_share"] == pytest.approx(1 / 3)
     assert missing in result["note"]
 
 
@@ -89,7 +89,7 @@ def test_small_fragments_join_the_lung_on_their_side():
 
 def test_integer_masks_accepted_and_bad_masks_rejected():
     lungs = two_lungs()
-    assert severity(lungs.astype(np.uint8), lungs)["lungs"] == 1.0
+    assert severity(lungs.astype(np.uint8), lungs)["lung_share"] == 1.0
     with pytest.raises(DataError, match="empty"):
         severity(np.zeros((4, 4), bool), np.zeros((4, 4), bool))
     with pytest.raises(DataError, match="shape"):
@@ -112,5 +112,5 @@ def test_real_lung_masks(samples_root):
         assert np.nonzero(halves["right"])[1].max() < np.nonzero(halves["left"])[1].min(), lung_file.name
         assert min(halves["right"].sum(), halves["left"].sum()) > 0.2 * lungs.sum(), lung_file.name
         result = severity(infection, lungs)
-        assert result["lungs"] == pytest.approx((infection & lungs).sum() / lungs.sum())
+        assert result["lung_share"] == pytest.approx((infection & lungs).sum() / lungs.sum())
         assert all(result[name] is not None for name in REGIONS) and result["note"] == ""

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from cxrmap.report.card import build_card, format_figure
-from tests.helpers.checkpoints import CROSS_VALIDATED
+from dataclasses import replace
 
-META = {
-    "model": {"arch": "unet", "encoder": "densenet121", "weights": "imagenet"},
-    "input_size": 224,
-    "threshold": 0.5,
-    "trained_on": "real data: 300 images (100 COVID-19), folds 1-4 of 5",
-    "data_kind": "real",
-    "preset": "paper",
-    "metrics": CROSS_VALIDATED,
-    "cxrmap_version": "0.1.0",
-    "created": "2026-01-02T03:04:05+00:00",
-}
+from cxrmap.models.checkpoint import Provenance, TrainingData
+from cxrmap.report.card import build_card, format_figure
+from tests.helpers.checkpoints import CROSS_VALIDATED, make_meta
+
+META = replace(
+    make_meta(
+        model={"arch": "unet", "encoder": "densenet121", "weights": "imagenet", "classes": 2},
+        input_size=224,
+        metrics=CROSS_VALIDATED,
+    ),
+    data=TrainingData("real", "real data: 300 images (100 COVID-19), folds 1-4 of 5", "0" * 16),
+    provenance=Provenance("paper", {}, "0.1.0", "2026-01-02T03:04:05+00:00"),
+)
 
 
 def test_card_rows_and_tables_in_the_papers_terms():
@@ -44,13 +45,17 @@ def test_card_rows_and_tables_in_the_papers_terms():
 
 
 def test_card_of_a_single_fold_a_bare_model_and_an_overridden_threshold():
-    held_out = {**META, "metrics": {"fold": 2, **CROSS_VALIDATED["cross_validated"]}}
+    held_out = replace(META, metrics={"fold": 2, **CROSS_VALIDATED["cross_validated"]})
     assert build_card(held_out).figures_note.startswith("Figures on one held-out fold (fold 2)")
-    bare = build_card({"model": {"arch": "dla", "encoder": "x"}})
+    bare = build_card(make_meta(model={"arch": "dla", "encoder": "x", "classes": 2}, metrics={}))
     assert bare.tables == () and bare.figures_note == "No evaluation figures are stored with this model."
-    assert dict(bare.rows)["Detection threshold"] == "0.50 (the default, as in the paper, Sec. II-D)"
-    assert dict(bare.rows)["Data"] == "unknown" and dict(bare.rows)["Input size"] == "any"
-    validated = build_card({"metrics": {"f1": 0.7, "sensitivity": 0.6, "detection_sensitivity": 0.9}})
+    assert dict(bare.rows)["Model"] == "DLA + x"
+    assert dict(bare.rows)["Detection threshold"] == (
+        "0.50 (stored with the model: its training setting; as in the paper, Sec. II-D)"
+    )
+    assert dict(bare.rows)["Data"] == "synthetic phantoms (not patients)"
+    assert dict(bare.rows)["Input size"] == "64 × 64 px"
+    validated = build_card(make_meta(metrics={"f1": 0.7, "sensitivity": 0.6, "detection_sensitivity": 0.9}))
     assert [t.values for t in validated.tables] == [("70.00%", "60.00%", "–"), ("90.00%", "–", "–")]
     assert validated.figures_note == "Validation figures after the last training epoch (no interval stored)."
     override = dict(build_card(META, threshold=0.3).rows)["Detection threshold"]

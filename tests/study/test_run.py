@@ -84,11 +84,11 @@ def test_run_writes_summary_with_fractions_and_wall_time(run_dir):
 
 def test_run_model_carries_its_provenance(run_dir):
     model, meta = load_model(run_dir / "model.pt")
-    assert meta["data_kind"] == "phantom"
-    assert "phantom" in meta["trained_on"]
-    assert meta["metrics"]["folds"] == 2
-    assert set(meta["metrics"]["cross_validated"]) >= {"segmentation", "detection"}
-    assert meta["model"]["encoder"] == "resnet18"
+    assert meta.data.kind == "phantom" and meta.phantom
+    assert "phantom" in meta.data.description
+    assert meta.metrics["folds"] == 2
+    assert set(meta.metrics["cross_validated"]) >= {"segmentation", "detection"}
+    assert meta.encoder == "resnet18"
 
 
 def test_run_report_is_self_contained_with_tables_and_pictures(run_dir):

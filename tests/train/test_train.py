@@ -15,7 +15,6 @@ import torch
 from cxrmap.core.errors import CheckpointError, DataError, ModelError
 from cxrmap.data.cache import build_cache
 from cxrmap.evaluate.evaluation import validation
-from cxrmap.models.checkpoint import META_KEYS
 from cxrmap.train import get_preset, load_checkpoint, load_model, train
 from cxrmap.train.distributed import EpochPlan
 
@@ -107,12 +106,14 @@ def test_checkpoint_metadata(cache, tmp_path):
         TINY.replace(epochs=1), cache, np.arange(12), validation(cache, [0, 11]), tmp_path, progress=False
     )
     model, meta = load_model(result.model_path)
-    assert set(META_KEYS) <= set(meta)
-    assert meta["channels"] == ["infection", "lung"] and meta["model"]["classes"] == 2
-    assert meta["input_size"] == 64 and meta["threshold"] == 0.5 and meta["data_kind"] == "phantom"
-    assert meta["trained_on"].startswith("phantom: 12 images (6 COVID-19, 6 control)")
-    assert meta["config"]["encoder"] == "resnet18" and meta["preset"] == "quick"
-    assert {"f1", "sensitivity", "detection_sensitivity"} <= set(meta["metrics"])
+    assert meta.task == "segmentation" and meta == result.meta.replace(
+        provenance={"created": meta.provenance.created}
+    )
+    assert meta.channels == ("infection", "lung") and meta.model["classes"] == 2
+    assert meta.input_size == 64 and meta.threshold == 0.5 and meta.data.kind == "phantom"
+    assert meta.data.description.startswith("phantom: 12 images (6 COVID-19, 6 control)")
+    assert meta.provenance.config["encoder"] == "resnet18" and meta.provenance.preset == "quick"
+    assert {"f1", "sensitivity", "detection_sensitivity"} <= set(meta.metrics)
     assert result.best_path is not None and result.best_path.is_file()
     assert (tmp_path / "history.csv").is_file() and any((tmp_path / "tensorboard").iterdir())
     assert model(torch.rand(1, 1, 64, 64)).shape == (1, 2, 64, 64)
@@ -149,13 +150,13 @@ def test_covid_rows_without_masks(phantom, tmp_path):
     cache = build_cache(partly, 64, cache_dir=tmp_path / "c2", progress=False)
     with pytest.warns(UserWarning, match="2 of the 6 COVID-19 training images have no infection mask"):
         result = train(TINY.replace(epochs=1), cache, np.arange(12), out_dir=tmp_path / "b", progress=False)
-    assert "10 images (4 COVID-19, 6 control)" in result.meta["trained_on"]
+    assert "10 images (4 COVID-19, 6 control)" in result.meta.data.description
 
 
 def test_no_lung_masks_gives_one_channel(phantom, tmp_path):
     cache = build_cache(phantom.assign(lung_mask_path=""), 64, cache_dir=tmp_path / "c", progress=False)
     result = train(TINY.replace(epochs=1), cache, np.arange(12), out_dir=tmp_path, progress=False)
-    assert result.meta["channels"] == ["infection"] and result.meta["model"]["classes"] == 1
+    assert result.meta.channels == ("infection",) and result.meta.model["classes"] == 1
 
 
 def test_lung_weight_zero_leaves_the_lung_channel_untrained(cache, tmp_path):
@@ -186,7 +187,7 @@ def test_torchrun_two_processes_write_one_checkpoint(phantom, tmp_path):
     history = pd.read_csv(out / "history.csv")
     assert history["epoch"].tolist() == [1]
     state = load_checkpoint(out / "last.pt")
-    assert state["epoch"] == 1 and state["meta"]["config"]["batch_size"] == 4
+    assert state["epoch"] == 1 and state["meta"].provenance.config["batch_size"] == 4
 
 
 @pytest.mark.slow

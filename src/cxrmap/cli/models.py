@@ -33,15 +33,12 @@ def _count(value: int | None) -> str:
 
 def _cell(key: str, value) -> str:
     """Human-readable text of one table cell."""
-    from cxrmap.models.encoders import PAPER_ENCODERS
-    from cxrmap.models.segmentation import ARCH_TITLES
+    from cxrmap.models.segmentation import title
 
     if value is None:
         return "-"
-    if key == "arch":
-        return ARCH_TITLES[value]
-    if key == "encoder" and value in PAPER_ENCODERS:
-        return PAPER_ENCODERS[value].title
+    if key in ("arch", "encoder"):
+        return title(value)
     if key == "frozen":
         return "yes" if value else "no"
     if key.endswith("_diff"):

@@ -15,6 +15,7 @@ from cxrmap.cli.options import (
     quiet_option,
     size_option,
 )
+from cxrmap.train.presets import preset_defaults, preset_help
 
 
 def register(app: typer.Typer) -> None:
@@ -26,15 +27,21 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Option(
             None, "--data", help="Dataset root in any layout `cxrmap index` reads (default: the phantom)."
         ),
-        preset: str = typer.Option("quick", help="quick (2-core CPU, minutes) or paper (Sec. III-A; GPU)."),
+        preset: str = typer.Option("quick", help=f"{preset_help()}."),
         arch: str = arch_option(),
         encoder: str = encoder_option(),
         weights: str = typer.Option(
             None, help="Initial encoder weights: imagenet, chexnet or a file (default: the preset's)."
         ),
-        folds: int = typer.Option(None, min=2, help="Cross-validation folds (default: the preset's)."),
-        epochs: int = typer.Option(None, min=1, help="Training epochs (default: the preset's)."),
-        size: int = size_option("Input side in pixels, a multiple of 32 (default: the preset's)."),
+        folds: int = typer.Option(
+            None, min=2, help=f"Cross-validation folds (default: the preset's, {preset_defaults('folds')})."
+        ),
+        epochs: int = typer.Option(
+            None, min=1, help=f"Training epochs (default: the preset's, {preset_defaults('epochs')})."
+        ),
+        size: int = size_option(
+            f"Input side in pixels, a multiple of 32 (default: the preset's, {preset_defaults('size')})."
+        ),
         classifiers: str = encoder_option(
             None,
             "--classifiers",

@@ -22,6 +22,7 @@ from cxrmap.cli.options import (
     workers_option,
 )
 from cxrmap.core.errors import DataError
+from cxrmap.train.presets import preset_defaults, preset_help
 
 
 def _indices(manifest, fold: int | None, split: str | None, folds: int, seed: int):
@@ -125,7 +126,7 @@ def run_train(
         f"[green]trained[/green] {result.model_path} ({len(result.history)} epochs, {result.seconds:.0f} s)"
     )
     if evaluation is not None:
-        paths = write_results(out / "evaluation", {f"{arch}-{encoder}": (result.meta["model"], [evaluation])})
+        paths = write_results(out / "evaluation", {f"{arch}-{encoder}": (result.meta.model, [evaluation])})
         _print_tables(paths, console)
     return result
 
@@ -159,8 +160,8 @@ def run_evaluate(
     from cxrmap.study.cv import SUBGROUPS, scores_frame
 
     model, meta = load_model(model_path, device=resolve_device(device))
-    config = meta.get("config", {})
-    cache = build_cache(read_manifest(manifest_path), int(meta["input_size"]), progress=progress)
+    config = meta.provenance.config
+    cache = build_cache(read_manifest(manifest_path), meta.input_size, progress=progress)
     if fold is None and split is None:
         test_idx = np.arange(len(cache))
     else:
@@ -170,13 +171,13 @@ def run_evaluate(
         model,
         cache,
         test_idx,
-        threshold=float(meta.get("threshold", 0.5)),
+        threshold=meta.threshold,
         batch_size=batch_size,
         device=resolve_device(device),
         progress=progress,
     )
-    name = f"{meta['model']['arch']}-{meta['model']['encoder']}"
-    paths = write_results(out, {name: (meta["model"], [evaluation])})
+    name = f"{meta.arch}-{meta.encoder}"
+    paths = write_results(out, {name: (meta.model, [evaluation])})
     scores = scores_frame(evaluation, cache.manifest, model=name)
     write_text_atomic(out / "scores.csv", scores.to_csv(index=False))
     paths.update(write_subgroups(scores, cache.manifest, out / SUBGROUPS, evaluation.threshold))
@@ -197,13 +198,22 @@ def register(app: typer.Typer) -> None:
         freeze_encoder: bool = typer.Option(
             False, "--freeze-encoder", help="Keep the encoder's weights fixed."
         ),
-        preset: str = typer.Option("quick", help="quick (CPU, phantom, minutes) or paper (Sec. III-A)."),
+        preset: str = typer.Option("quick", help=f"{preset_help()}."),
         fold: int = typer.Option(None, help="Hold out this fold (trained on the others, evaluated on it)."),
         split: str = typer.Option(None, help="Hold out the rows of this split (e.g. test)."),
-        epochs: int = typer.Option(None, help="Override the preset's number of epochs."),
-        batch_size: int = typer.Option(None, help="Override the preset's batch size (over all processes)."),
-        size: int = size_option("Override the preset's image size (a multiple of 32)."),
-        lr: float = typer.Option(None, help="Override the preset's learning rate."),
+        epochs: int = typer.Option(
+            None, help=f"Override the preset's number of epochs ({preset_defaults('epochs')})."
+        ),
+        batch_size: int = typer.Option(
+            None,
+            help=f"Override the preset's batch size over all processes ({preset_defaults('batch_size')}).",
+        ),
+        size: int = size_option(
+            f"Override the preset's image size, a multiple of 32 ({preset_defaults('size')})."
+        ),
+        lr: float = typer.Option(
+            None, help=f"Override the preset's learning rate ({preset_defaults('lr')})."
+        ),
         amp: str = typer.Option(None, help="Mixed precision: auto, bf16, fp16 (GPU) or off."),
         workers: int = workers_option(),
         device: str = device_option(),
@@ -267,12 +277,22 @@ def register(app: typer.Typer) -> None:
         encoders: str = encoder_option(option="--encoders", help="Comma-separated encoders."),
         frozen: str = typer.Option("no", help="Encoder frozen: no, yes or both."),
         weights: str = typer.Option(None, help="Initial encoder weights: imagenet, chexnet or a file."),
-        folds: int = typer.Option(None, min=2, help="Number of folds (default: the preset's)."),
-        preset: str = typer.Option("quick", help="quick or paper."),
-        epochs: int = typer.Option(None, help="Override the preset's number of epochs."),
-        batch_size: int = typer.Option(None, help="Override the preset's batch size."),
-        size: int = size_option("Override the preset's image size (a multiple of 32)."),
-        lr: float = typer.Option(None, help="Override the preset's learning rate."),
+        folds: int = typer.Option(
+            None, min=2, help=f"Number of folds (default: the preset's, {preset_defaults('folds')})."
+        ),
+        preset: str = typer.Option("quick", help=f"{preset_help()}."),
+        epochs: int = typer.Option(
+            None, help=f"Override the preset's number of epochs ({preset_defaults('epochs')})."
+        ),
+        batch_size: int = typer.Option(
+            None, help=f"Override the preset's batch size ({preset_defaults('batch_size')})."
+        ),
+        size: int = size_option(
+            f"Override the preset's image size, a multiple of 32 ({preset_defaults('size')})."
+        ),
+        lr: float = typer.Option(
+            None, help=f"Override the preset's learning rate ({preset_defaults('lr')})."
+        ),
         device: str = device_option(),
         quiet: bool = quiet_option(),
     ) -> None:

@@ -13,14 +13,8 @@ import numpy as np
 import pandas as pd
 
 from cxrmap.core.fileio import write_text_atomic
+from cxrmap.models.segmentation import title
 
-ARCH_NAMES = {"unet": "U-Net", "unetplusplus": "UNet++", "dla": "DLA"}
-ENCODER_NAMES = {
-    "densenet121": "DenseNet-121",
-    "chexnet": "CheXNet",
-    "inception_v3": "Inception-v3",
-    "resnet50": "ResNet-50",
-}
 COLUMNS = ("sensitivity", "specificity", "precision", "f1", "f2", "accuracy", "auc")
 """Columns of Tables I and III (Table III adds here the ROC AUC of the max-probability score)."""
 TITLES = {
@@ -46,8 +40,8 @@ def describe(model_config: dict) -> dict[str, str]:
     if not model_config.get("weights"):
         layers += ", random init"
     return {
-        "model": ARCH_NAMES.get(arch, arch),
-        "encoder": ENCODER_NAMES.get(encoder, encoder),
+        "model": title(arch),
+        "encoder": title(encoder),
         "encoder_layers": layers,
     }
 

@@ -14,19 +14,12 @@ from cxrmap.explain.localisation import (
     localisation_table,
     pointing_hit,
 )
-from cxrmap.train.classifier import (
-    PRESETS,
-    ClassifierConfig,
-    ClassifierResult,
-    covid_probability,
-    load_classifier,
-    save_classifier,
-    train_classifier,
-)
+from cxrmap.train.classifier import ClassifierResult, covid_probability, load_classifier, train_classifier
+from cxrmap.train.presets import CLASSIFIER_PRESETS, ClassifierConfig
 
 __all__ = [
+    "CLASSIFIER_PRESETS",
     "COVID_CLASS",
-    "PRESETS",
     "ClassifierConfig",
     "ClassifierResult",
     "GradCAMExplainer",
@@ -39,6 +32,5 @@ __all__ = [
     "localisation_scores",
     "localisation_table",
     "pointing_hit",
-    "save_classifier",
     "train_classifier",
 ]

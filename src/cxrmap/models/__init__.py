@@ -1,19 +1,21 @@
 """Networks of the paper: segmentation models (U-Net, UNet++, DLA), classifiers, weights, sizes.
 
 Public names: :func:`create_model`, :func:`create_classifier`, :data:`ARCHS`, :data:`ENCODERS`,
-:func:`input_multiple`, :func:`count_parameters`.
+:func:`title` (the paper's names), :func:`input_multiple`, :func:`count_parameters`.
 """
 
 from cxrmap.models.classifier import Classifier, create_classifier
-from cxrmap.models.encoders import ENCODERS
+from cxrmap.models.encoders import ENCODER_TITLES, ENCODERS
 from cxrmap.models.input import input_multiple, min_input_size
 from cxrmap.models.params import count_parameters
-from cxrmap.models.segmentation import ARCHS, SegmentationModel, create_model
+from cxrmap.models.segmentation import ARCH_TITLES, ARCHS, SegmentationModel, create_model, title
 from cxrmap.models.weights import WEIGHTS, WeightsSpec
 
 __all__ = [
     "ARCHS",
+    "ARCH_TITLES",
     "ENCODERS",
+    "ENCODER_TITLES",
     "WEIGHTS",
     "Classifier",
     "SegmentationModel",
@@ -23,4 +25,5 @@ __all__ = [
     "create_model",
     "input_multiple",
     "min_input_size",
+    "title",
 ]

@@ -18,7 +18,14 @@ from torch import nn
 
 from cxrmap.core.errors import ModelError
 from cxrmap.models.decoders import build_decoder, build_head
-from cxrmap.models.encoders import build_encoder, check_encoder, convention, encoder_channels, weights_names
+from cxrmap.models.encoders import (
+    ENCODER_TITLES,
+    build_encoder,
+    check_encoder,
+    convention,
+    encoder_channels,
+    weights_names,
+)
 from cxrmap.models.input import InputAdapter, input_multiple, min_input_size
 from cxrmap.models.weights import WEIGHTS, load_strict, read_state_dict
 
@@ -26,6 +33,15 @@ ARCHS: tuple[str, ...] = ("unet", "unetplusplus", "dla")
 """Segmentation architectures, in Table VIII's order."""
 
 ARCH_TITLES = {"unet": "U-Net", "unetplusplus": "UNet++", "dla": "DLA"}
+"""The paper's names of the architectures, as in its tables."""
+
+
+def title(name: str) -> str:
+    """The paper's name of an architecture or encoder (``unet`` -> ``U-Net``, ``resnet50`` -> ``ResNet-50``).
+
+    Names the paper does not use (other smp encoders) come back as given.
+    """
+    return ARCH_TITLES.get(name) or ENCODER_TITLES.get(name, name)
 
 
 class SegmentationModel(nn.Module):

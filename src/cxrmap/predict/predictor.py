@@ -1,8 +1,9 @@
 """Prediction on radiographs of any size: probability maps, COVID-19 detection and severity.
 
 :class:`Predictor` wraps a trained segmentation model and its checkpoint metadata. Each image is resized
-to the model's input size (area interpolation), run through :func:`cxrmap.predict.inference.predict_probabilities`
-in batches, and its probability map is resized back to the image's own size (bilinear) for display.
+to the model's input size (area interpolation), run through
+:func:`cxrmap.predict.inference.predict_probabilities` in batches, and its probability map is resized back
+to the image's own size (bilinear) for display.
 
 The decision and the figures come from the network's output Ŷ at the model's input size, as in the
 paper (Sec. II-D): the score is the maximum of Ŷ, the image is COVID-19 when the score reaches the
@@ -26,8 +27,8 @@ import cv2
 import numpy as np
 
 from cxrmap.core.errors import CheckpointError, DataError, ModelError
-from cxrmap.models.checkpoint import load_model
-from cxrmap.predict.detect import DEFAULT_THRESHOLD, image_score, is_covid
+from cxrmap.models.checkpoint import CheckpointMeta, load_model
+from cxrmap.predict.detect import image_score, is_covid
 from cxrmap.predict.inference import predict_probabilities
 from cxrmap.predict.maps import DISPLAY_FLOOR, infection_map
 from cxrmap.predict.severity import REGIONS, severity
@@ -51,8 +52,9 @@ class Prediction:
         score: image-level score, the maximum infection probability of the network output.
         covid: COVID-19 detected (``score >= threshold``, paper Sec. II-D).
         threshold: the detection threshold used.
-        infected_share: share of the image's pixels with infection probability >= threshold.
-        severity: :func:`cxrmap.predict.severity.severity` result (infected share of the lungs and per zone), or None.
+        image_share: infected share of the image: its pixels with infection probability >= threshold.
+        severity: :func:`cxrmap.predict.severity.severity` result (``lung_share``, the infected share of
+            the lungs, and one share per zone), or None.
         severity_note: why severity is None (or what is missing from it); empty otherwise.
     """
 
@@ -61,7 +63,7 @@ class Prediction:
     score: float
     covid: bool
     threshold: float
-    infected_share: float
+    image_share: float
     severity: dict | None
     severity_note: str = ""
 
@@ -76,8 +78,8 @@ class Prediction:
             "covid": bool(self.covid),
             "score": float(self.score),
             "threshold": float(self.threshold),
-            "image_share": float(self.infected_share),
-            "lung_share": shares.get("lungs"),
+            "image_share": float(self.image_share),
+            "lung_share": shares.get("lung_share"),
             **{name: shares.get(name) for name in REGIONS},
             "severity_note": self.severity_note,
         }
@@ -87,26 +89,13 @@ class Prediction:
         return infection_map(cxr, self.prob, floor=floor, opacity=opacity)
 
 
-def _input_size(meta: dict) -> int:
-    """The model's square input side from checkpoint metadata."""
-    size = meta.get("input_size")
-    if isinstance(size, (list, tuple)) and len(size) == 2 and size[0] == size[1]:
-        size = size[0]
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
-        raise ModelError(
-            f"the checkpoint metadata must give a positive square input_size; got {size!r}. "
-            "Re-save the checkpoint with cxrmap.models.checkpoint.save_checkpoint."
-        )
-    return int(size)
-
-
 class Predictor:
     """A trained segmentation model ready to map, detect and grade radiographs of any size.
 
     Args:
-        model: segmentation network returning logits N x C x S x S (C = len(meta["channels"])).
-        meta: checkpoint metadata; needs ``channels`` (containing "infection", maybe "lung") and
-            ``input_size``; ``threshold`` defaults to 0.5.
+        model: segmentation network returning logits N x C x S x S (C = len(meta.channels)).
+        meta: its :class:`~cxrmap.models.checkpoint.CheckpointMeta`: ``channels`` (containing "infection",
+            maybe "lung"), ``input_size`` (S) and ``threshold``.
         device: torch device to run on ("cpu", "cuda", "cuda:1", ...).
         batch_size: images per forward pass.
         threshold: detection threshold overriding the checkpoint's.
@@ -115,19 +104,19 @@ class Predictor:
     Example:
         >>> predictor = Predictor.from_checkpoint("runs/demo/model.pt")  # doctest: +SKIP
         >>> prediction = predictor.predict([read_image("chest.png")])[0]  # doctest: +SKIP
-        >>> prediction.covid, prediction.score, prediction.severity["lungs"]  # doctest: +SKIP
+        >>> prediction.covid, prediction.score, prediction.severity["lung_share"]  # doctest: +SKIP
     """
 
     def __init__(
         self,
         model: Any,
-        meta: dict,
+        meta: CheckpointMeta,
         device: str = "cpu",
         batch_size: int = 8,
         threshold: float | None = None,
         amp: bool = False,
     ) -> None:
-        channels = list(meta.get("channels") or [])
+        channels = list(meta.channels)
         if "infection" not in channels:
             raise ModelError(
                 f"the checkpoint's channels must include 'infection'; got {channels!r}. "
@@ -135,7 +124,7 @@ class Predictor:
             )
         if batch_size < 1:
             raise DataError(f"batch_size must be at least 1; got {batch_size}.")
-        threshold = float(meta.get("threshold", DEFAULT_THRESHOLD) if threshold is None else threshold)
+        threshold = float(meta.threshold if threshold is None else threshold)
         if not 0.0 < threshold <= 1.0:
             raise DataError(f"the detection threshold must lie in (0, 1]; got {threshold}.")
         self.model = model.to(device).eval()
@@ -144,7 +133,7 @@ class Predictor:
         self.batch_size = int(batch_size)
         self.amp = amp
         self.threshold = threshold
-        self.input_size = _input_size(meta)
+        self.input_size = meta.input_size
         self.channels = channels
         self._infection = channels.index("infection")
         self._lung = channels.index("lung") if "lung" in channels else None
@@ -235,7 +224,7 @@ class Predictor:
             score=score,
             covid=is_covid(prob, self.threshold),
             threshold=self.threshold,
-            infected_share=float(infection.mean()),
+            image_share=float(infection.mean()),
             severity=grade,
             severity_note=note,
         )

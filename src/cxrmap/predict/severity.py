@@ -150,10 +150,10 @@ def severity(infection: np.ndarray, lungs: np.ndarray) -> dict:
         lungs: lung mask, bool (H, W), same shape.
 
     Returns:
-        A dict with ``image`` (infected share of all pixels), ``lungs`` (of the lung pixels), one entry per
-        name in :data:`REGIONS` (six zones, ``right``/``left``, ``upper``/``middle``/``lower``; ``None``
-        where the region is absent), ``lung_pixels``, ``infected_lung_pixels`` and ``note`` (empty, or
-        why some regions are ``None``). Shares are fractions in [0, 1].
+        A dict with ``image_share`` (infected share of all pixels), ``lung_share`` (of the lung pixels),
+        one entry per name in :data:`REGIONS` (six zones, ``right``/``left``, ``upper``/``middle``/``lower``;
+        ``None`` where the region is absent), ``lung_pixels``, ``infected_lung_pixels`` and ``note``
+        (empty, or why some regions are ``None``). Shares are fractions in [0, 1].
 
     Raises:
         DataError: shapes differ, masks are not boolean, or the lung mask is empty (no lungs, no share).
@@ -162,7 +162,7 @@ def severity(infection: np.ndarray, lungs: np.ndarray) -> dict:
         >>> lungs = np.zeros((6, 8), bool); lungs[:, 1:3] = lungs[:, 5:7] = True
         >>> infection = np.zeros((6, 8), bool); infection[3:, 1:3] = True  # image left = patient's right
         >>> result = severity(infection, lungs)
-        >>> result["lungs"], result["right_middle"], result["right_lower"], result["left"]
+        >>> result["lung_share"], result["right_middle"], result["right_lower"], result["left"]
         (0.25, 0.5, 1.0, 0.0)
     """
     infection = _as_mask(infection, "infection")
@@ -187,8 +187,8 @@ def severity(infection: np.ndarray, lungs: np.ndarray) -> dict:
         regions[level] = np.logical_or.reduce(parts)
     infected_lungs = infection & lungs
     result: dict = {
-        "image": float(infection.mean()),
-        "lungs": float(infected_lungs.sum() / lungs.sum()),
+        "image_share": float(infection.mean()),
+        "lung_share": float(infected_lungs.sum() / lungs.sum()),
     }
     for name in REGIONS:
         region = regions[name]

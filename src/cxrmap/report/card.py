@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from cxrmap.evaluate.tables import ARCH_NAMES, ENCODER_NAMES
+from cxrmap.models.checkpoint import CheckpointMeta
+from cxrmap.models.segmentation import title
 
 PAPER_THRESHOLD = 0.5
 """The paper's detection threshold (Sec. II-D)."""
@@ -73,21 +74,20 @@ class ModelCard:
         return "\n".join(parts)
 
 
-def card_fields(meta: Mapping[str, Any]) -> dict[str, Any]:
+def card_fields(meta: CheckpointMeta) -> dict[str, Any]:
     """What the card reads from a checkpoint's metadata (the only place it is read)."""
-    model = meta.get("model") or {}
-    metrics = meta.get("metrics") or {}
+    metrics = meta.metrics
     return {
-        "arch": str(model.get("arch", "unknown")),
-        "encoder": str(model.get("encoder", "unknown")),
-        "weights": model.get("weights"),
-        "input_size": meta.get("input_size"),
-        "threshold": meta.get("threshold"),
-        "trained_on": meta.get("trained_on"),
-        "data_kind": meta.get("data_kind"),
-        "preset": meta.get("preset"),
-        "created": meta.get("created"),
-        "version": meta.get("cxrmap_version"),
+        "arch": meta.arch or "classifier",
+        "encoder": meta.encoder,
+        "weights": meta.weights,
+        "input_size": meta.input_size,
+        "threshold": meta.threshold,
+        "trained_on": meta.data.description,
+        "data_kind": meta.data.kind,
+        "preset": meta.provenance.preset,
+        "created": meta.provenance.created,
+        "version": meta.provenance.cxrmap_version,
         "cross_validated": metrics.get("cross_validated"),
         "folds": metrics.get("folds"),
         "held_out": {task: metrics[task] for task, _, _ in TABLES if isinstance(metrics.get(task), Mapping)},
@@ -134,11 +134,8 @@ def _figures(fields: dict) -> tuple[dict, str]:
 
 
 def _threshold(fields: dict, threshold: float | None) -> str:
-    value = threshold if threshold is not None else fields["threshold"]
-    if value is None:
-        return f"{PAPER_THRESHOLD:.2f} (the default, as in the paper, Sec. II-D)"
-    value = float(value)
-    if threshold is not None and fields["threshold"] is not None and float(fields["threshold"]) != value:
+    value = float(threshold if threshold is not None else fields["threshold"])
+    if float(fields["threshold"]) != value:
         origin = f"set at start-up; the model was trained with {float(fields['threshold']):.2f}"
     else:
         origin = "stored with the model: its training setting"
@@ -147,7 +144,7 @@ def _threshold(fields: dict, threshold: float | None) -> str:
 
 
 def build_card(
-    meta: Mapping[str, Any], threshold: float | None = None, parameters: int | None = None
+    meta: CheckpointMeta, threshold: float | None = None, parameters: int | None = None
 ) -> ModelCard:
     """The card of a checkpoint's metadata.
 
@@ -157,14 +154,14 @@ def build_card(
         parameters: the network's parameter count, where known.
     """
     fields = card_fields(meta)
-    arch = ARCH_NAMES.get(fields["arch"], fields["arch"])
-    encoder = ENCODER_NAMES.get(fields["encoder"], fields["encoder"])
+    arch = title(fields["arch"])
+    encoder = title(fields["encoder"])
     weights = fields["weights"]
     rows = [("Model", f"{arch} + {encoder}" + (f" (initialised from {weights})" if weights else ""))]
     if parameters is not None:
         rows.append(("Parameters", f"{parameters:,}"))
     size = fields["input_size"]
-    rows.append(("Input size", f"{size} × {size} px" if size else "any"))
+    rows.append(("Input size", f"{size} × {size} px"))
     rows.append(("Detection threshold", _threshold(fields, threshold)))
     kind = fields["data_kind"]
     rows.append(("Data", DATA_KINDS.get(kind, str(kind or "unknown"))))

@@ -32,7 +32,7 @@ from cxrmap.data.phantom.shapes import generate
 from cxrmap.data.readers import index_dataset
 from cxrmap.data.splits import fold_indices
 from cxrmap.evaluate.metrics import binary_metrics
-from cxrmap.evaluate.tables import ARCH_NAMES, ENCODER_NAMES, describe
+from cxrmap.evaluate.tables import describe
 from cxrmap.explain import (
     GradCAMExplainer,
     comparison_grid,
@@ -42,12 +42,12 @@ from cxrmap.explain import (
     train_classifier,
 )
 from cxrmap.models.checkpoint import load_model, update_meta
+from cxrmap.models.segmentation import title
 from cxrmap.predict.inference import predict_probabilities
 from cxrmap.predict.predictor import Predictor
 from cxrmap.report import ReportData, build_card, environment_info, write_report
 from cxrmap.study.cv import ModelSpec, run_cv
-from cxrmap.train.classifier import resolve_config
-from cxrmap.train.presets import get_preset
+from cxrmap.train.presets import classifier_config, get_preset
 
 GALLERY_COVID = 6
 GALLERY_CONTROL = 2
@@ -199,20 +199,17 @@ def _detection_figures(is_covid: np.ndarray, predicted: np.ndarray) -> dict:
 def _compare_activation_maps(options, config, model_path: Path, cache, say) -> dict:
     """Classifiers and their Grad-CAM maps against the infection maps (Sec. III-C, Fig. 7), measured."""
 
-    def display_name(name: str) -> str:
-        return ARCH_NAMES.get(name) or ENCODER_NAMES.get(name, name)
-
     train_idx, test_idx = fold_indices(cache.manifest, 0)
     labels = cache.manifest["label"].to_numpy()
     covid_test = test_idx[(labels[test_idx] == "covid") & cache.has_mask[test_idx]]
     model, _ = load_model(model_path)
     segmentation = predict_probabilities(model, cache.images[covid_test], device=options.device or "cpu")
-    seg_name = f"{display_name(options.arch)} {display_name(options.encoder)} infection map"
+    seg_name = f"{title(options.arch)} {title(options.encoder)} infection map"
     maps = {seg_name: segmentation[:, 0]}
     activation, classifier_rows = {}, []
     encoders = classifier_encoders(options)
     for encoder in encoders:
-        say(f"  classifier {display_name(encoder)} ...")
+        say(f"  classifier {title(encoder)} ...")
         classifier, result = train_classifier(
             encoder,
             cache,
@@ -225,11 +222,11 @@ def _compare_activation_maps(options, config, model_path: Path, cache, say) -> d
         )
         scores = covid_probability(classifier, cache.images[test_idx], input_size=result.config.input_size)
         figures = _detection_figures(labels[test_idx] == "covid", scores >= 0.5)
-        classifier_rows.append({"classifier": display_name(encoder), **figures, "seconds": result.seconds})
+        classifier_rows.append({"classifier": title(encoder), **figures, "seconds": result.seconds})
         with GradCAMExplainer(classifier, input_size=result.config.input_size) as explainer:
             cams = explainer.explain(cache.images[covid_test], progress=options.progress)
-        activation[f"{display_name(encoder)} Grad-CAM"] = cams
-        maps[f"{display_name(encoder)} Grad-CAM"] = cams
+        activation[f"{title(encoder)} Grad-CAM"] = cams
+        maps[f"{title(encoder)} Grad-CAM"] = cams
     table = localisation_table(maps, cache.masks[covid_test], cache.lungs[covid_test])
     rows = covid_test[:GRID_ROWS]
     grid = comparison_grid(
@@ -287,7 +284,7 @@ def _study(options: StudyOptions, say: Callable[[str], None]) -> StudyResult:
         images=len(manifest), covid=len(covid_rows), control=int((manifest["label"] == "control").sum())
     )
     classifiers = len(classifier_encoders(options))
-    progress_output.expect("classifier", classifiers, like="train", scale=resolve_config(config).epochs)
+    progress_output.expect("classifier", classifiers * classifier_config(config).epochs, like="train")
     progress_output.expect("Grad-CAM", classifiers, like="evaluate")
     timings["data"] = time.perf_counter() - step
 
@@ -311,8 +308,7 @@ def _study(options: StudyOptions, say: Callable[[str], None]) -> StudyResult:
     os.replace(model_path.with_suffix(".tmp"), model_path)
     update_meta(
         model_path,
-        trained_on=trained_on,
-        data_kind=data["kind"],
+        data={"kind": data["kind"], "description": trained_on},
         metrics={"cross_validated": summary, "folds": config.folds},
     )
     cache = build_cache(cv.manifest, config.size, progress=False)

@@ -5,12 +5,26 @@ Example:
     >>> result = train(get_preset("quick"), cache, train_idx, out_dir="runs/quick")  # doctest: +SKIP
 """
 
-from cxrmap.models.checkpoint import load_checkpoint, load_model, save_checkpoint
-from cxrmap.train.loop import TrainResult, train
-from cxrmap.train.presets import PRESETS, TrainConfig, get_preset
+from __future__ import annotations
+
+import importlib
+
+from cxrmap.train.presets import CLASSIFIER_PRESETS, PRESETS, ClassifierConfig, TrainConfig, get_preset
+
+# The loop and the checkpoints load torch: imported on first use (PEP 562), so that the command line
+# can build its help texts from the presets without them.
+_LAZY = {
+    "TrainResult": "cxrmap.train.loop",
+    "train": "cxrmap.train.loop",
+    "load_checkpoint": "cxrmap.models.checkpoint",
+    "load_model": "cxrmap.models.checkpoint",
+    "save_checkpoint": "cxrmap.models.checkpoint",
+}
 
 __all__ = [
+    "CLASSIFIER_PRESETS",
     "PRESETS",
+    "ClassifierConfig",
     "TrainConfig",
     "TrainResult",
     "get_preset",
@@ -19,3 +33,15 @@ __all__ = [
     "save_checkpoint",
     "train",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'cxrmap.train' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

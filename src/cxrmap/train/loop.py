@@ -1,11 +1,15 @@
 """The training loop: one code path for a CPU, one GPU, or many GPUs/machines under ``torchrun``.
 
 Paper Sec. II-C and III-A: an encoder-decoder network trained with the hybrid focal + dice loss (Eq. 5-7)
-by Adam, on COVID-19 images augmented up to the number of controls (Sec. III-B). Every epoch ends with an
-atomic ``last.pt`` holding everything needed to resume exactly (weights, optimiser, gradient scaler,
-scheduler, epoch, RNG states of torch/numpy/python, the data plan position, history); ``best.pt`` keeps the
-epoch with the best validation pixel F1 when a validation set is given, and ``model.pt`` the final weights
-with their metadata (see :mod:`cxrmap.models.checkpoint`).
+by Adam, on COVID-19 images augmented up to the number of controls (Sec. III-B). The same loop trains the
+classification networks of Sec. III-A/III-C with cross-entropy: a :class:`Task` says what is learnt
+(the network, the rows, the loss and target of a batch), the loop does the rest (seeding, Adam, the
+schedule, mixed precision, progress, the BatchNorm last-batch rule, checkpoints and their metadata).
+
+Every epoch ends with an atomic ``last.pt`` holding everything needed to resume exactly (weights,
+optimiser, gradient scaler, scheduler, epoch, RNG states of torch/numpy/python, the data plan position,
+history); ``best.pt`` keeps the epoch with the best validation pixel F1 when a validation set is given,
+and ``model.pt`` the final weights with their metadata (see :mod:`cxrmap.models.checkpoint`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from cxrmap import __version__
 from cxrmap.core.errors import CheckpointError, DataError, ModelError
@@ -29,12 +34,22 @@ from cxrmap.core.progress import track
 from cxrmap.core.runtime import autocast, resolve_amp
 from cxrmap.data.dataset import SegmentationDataset
 from cxrmap.data.manifest import manifest_hash
-from cxrmap.models import create_model, input_multiple
-from cxrmap.models.checkpoint import check_same_model, load_checkpoint, restore_weights, save_checkpoint
+from cxrmap.models import create_classifier, create_model, input_multiple
+from cxrmap.models.checkpoint import (
+    CheckpointMeta,
+    Provenance,
+    TrainingData,
+    check_same_model,
+    load_checkpoint,
+    restore_weights,
+    save_checkpoint,
+)
+from cxrmap.models.classifier import COVID_CLASS
+from cxrmap.models.input import fit_size
 from cxrmap.train import distributed
 from cxrmap.train.logs import TrainLogger
 from cxrmap.train.losses import HybridLoss
-from cxrmap.train.presets import TrainConfig
+from cxrmap.train.presets import ClassifierConfig, TrainConfig
 
 Validation = Callable[[object, object], dict[str, float]]
 """``validation(model, device)``: figures on held-out images after an epoch (``f1`` picks ``best.pt``)."""
@@ -49,22 +64,25 @@ class TrainResult:
     """What a training run produced.
 
     Attributes:
-        out_dir: the run's folder.
-        model_path: ``model.pt``, the final weights and metadata.
-        last_path: ``last.pt``, the resumable state.
+        out_dir: the run's folder (None: nothing was written).
+        model_path: ``model.pt``, the final weights and metadata (None without ``out_dir``).
+        last_path: ``last.pt``, the resumable state (None without ``out_dir``).
         best_path: ``best.pt`` (best validation F1), ``None`` without a validation set.
-        history: one dict per epoch (``epoch``, ``train_loss``, ``lr``, ``seconds``, ``val_*``).
+        history: one dict per epoch (``epoch``, ``train_loss``, the task's ``train_*`` figures, ``lr``,
+            ``seconds``, ``val_*``).
         seconds: wall time of this call.
         meta: the metadata stored in ``model.pt``.
+        model: the trained network (in training mode; the main process's copy).
     """
 
-    out_dir: Path
-    model_path: Path
-    last_path: Path
+    out_dir: Path | None
+    model_path: Path | None
+    last_path: Path | None
     best_path: Path | None
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
-    meta: dict = field(default_factory=dict)
+    meta: CheckpointMeta | None = None
+    model: nn.Module | None = None
 
 
 def check_size(size: int, encoder: str) -> None:
@@ -105,7 +123,7 @@ def training_rows(cache, train_idx) -> np.ndarray:
                 f"{text}: a segmentation network learns from infection masks. Give each COVID-19 image's "
                 "mask in the manifest's mask_path column (QaTa-COV19: Ground-truths/mask_NAME.png)."
             )
-        warnings.warn(f"{text}; they are left out of training", stacklevel=3)
+        warnings.warn(f"{text}; they are left out of training", stacklevel=4)
     return rows[~missing]
 
 
@@ -172,13 +190,65 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-class _Run:
-    """The state of one training run in one process: model, optimiser, data, history."""
+def progress_bar(batches, stage: str, enabled: bool, **facts):
+    """The progress display of one epoch (:func:`cxrmap.core.progress.track`), ``facts`` on every line."""
+    return track(
+        batches, stage=stage, unit="batch", count=lambda batch: len(batch["image"]), enabled=enabled, **facts
+    )
 
-    def __init__(
-        self, config: TrainConfig, cache, train_idx, validation, context: distributed.Context
-    ) -> None:
 
+class Task:
+    """What a training run learns; the loop does the rest (seeding, Adam, progress, checkpoints).
+
+    Attributes:
+        name: the checkpoint's ``task`` (:data:`cxrmap.models.checkpoint.TASKS`).
+        stage: the kind of step the progress display and the run's ETA count its epochs as.
+        label: what the progress display calls the run ("" or e.g. ``classifier resnet18``).
+        channels: the network's outputs, in order (set by :meth:`rows`).
+        input_size: the side of the images the network sees (set by :meth:`rows`).
+        threshold: the probability from which an output means COVID-19.
+    """
+
+    name = ""
+    stage = "train"
+    label = ""
+    channels: tuple[str, ...] = ()
+    input_size = 0
+    threshold = 0.5
+
+    def rows(self, cache, train_idx) -> np.ndarray:
+        """The cache rows to learn from (after checking that the cache suits the task)."""
+        raise NotImplementedError
+
+    def build(self) -> nn.Module:
+        """The network, built with the random generators seeded."""
+        raise NotImplementedError
+
+    def inputs(self, batch: dict, device) -> torch.Tensor:
+        """The network's input for a batch of :class:`~cxrmap.data.dataset.SegmentationDataset` items."""
+        return batch["image"].to(device, non_blocking=True)
+
+    def loss(self, logits: torch.Tensor, batch: dict, device) -> tuple[torch.Tensor, dict]:
+        """The batch's loss (float32 logits) and figures summed over its images (``accuracy``: correct)."""
+        raise NotImplementedError
+
+
+class SegmentationTask(Task):
+    """Infection (and lung) maps from masks: the hybrid focal + dice loss (Sec. II-C, Eq. 5-7).
+
+    The model has two output channels (infection, lung) when any training image has a lung mask; the lung
+    channel's loss counts only the images that have one.
+    """
+
+    name = "segmentation"
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.input_size, self.threshold = config.size, config.threshold
+        self.classes = 1
+
+    def rows(self, cache, train_idx) -> np.ndarray:
+        config = self.config
         if cache.size != config.size:
             raise ModelError(
                 f"the configuration's image size is {config.size} but the cache holds "
@@ -186,9 +256,78 @@ class _Run:
             )
         check_size(config.size, config.encoder)
         rows = training_rows(cache, train_idx)
-        self.config, self.cache, self.context = config, cache, context
-        self.validation = validation
         self.classes = 2 if bool(np.asarray(cache.has_lung)[rows].any()) else 1
+        self.channels = ("infection", "lung")[: self.classes]
+        self.criterion = HybridLoss(
+            alpha=config.loss_alpha,
+            gamma=config.loss_gamma,
+            smooth=config.dice_smooth,
+            per_image=config.dice_per_image,
+            channel_weights=(1.0, config.lung_weight)[: self.classes],
+        )
+        return rows
+
+    def build(self) -> nn.Module:
+        config = self.config
+        return create_model(
+            arch=config.arch,
+            encoder=config.encoder,
+            weights=config.weights,
+            freeze_encoder=config.freeze_encoder,
+            classes=self.classes,
+        )
+
+    def loss(self, logits, batch, device):
+        target = batch["target"][:, : self.classes].to(device, non_blocking=True)
+        return segmentation_loss(self.criterion, logits, target, batch["has_lung"].to(device)), {}
+
+
+class ClassificationTask(Task):
+    """COVID-19 / control from image labels: a 2-neuron head and cross-entropy (Sec. III-A, III-C).
+
+    Args:
+        encoder: the encoder of :func:`cxrmap.models.create_classifier`.
+        weights: its initial weights (None: random).
+        input_size: images larger than this are downsampled to it; None keeps the cache's size.
+    """
+
+    name = "classification"
+    stage = "classifier"
+    channels = tuple("covid" if i == COVID_CLASS else "control" for i in range(2))
+
+    def __init__(self, encoder: str, weights: str | None = None, input_size: int | None = None) -> None:
+        self.encoder, self.weights, self.fit = encoder, weights, input_size
+        self.label = f"classifier {encoder}"
+        self.criterion = nn.CrossEntropyLoss()
+
+    def rows(self, cache, train_idx) -> np.ndarray:
+        rows = np.asarray(train_idx, np.int64).reshape(-1)
+        if not len(rows):
+            raise ModelError("the classifier's training set is empty; pass the cache rows to train on")
+        self.input_size = min(cache.size, self.fit or cache.size)
+        return rows
+
+    def build(self) -> nn.Module:
+        return create_classifier(self.encoder, weights=self.weights, num_classes=len(self.channels))
+
+    def inputs(self, batch, device):
+        return fit_size(super().inputs(batch, device), self.fit)
+
+    def loss(self, logits, batch, device):
+        labels = torch.as_tensor(batch["label"], device=device)
+        return self.criterion(logits, labels), {"accuracy": (logits.argmax(1) == labels).sum()}
+
+
+class _Run:
+    """The state of one training run in one process: model, optimiser, data, history."""
+
+    def __init__(
+        self, config, task: Task, cache, train_idx, validation, context: distributed.Context
+    ) -> None:
+
+        rows = task.rows(cache, train_idx)
+        self.config, self.task, self.cache, self.context = config, task, cache, context
+        self.validation = validation
         self.dataset = SegmentationDataset(
             cache, rows, balance=config.balance, augment=config.augment, seed=config.seed
         )
@@ -207,13 +346,7 @@ class _Run:
         random.seed(config.seed)
         np.random.seed(config.seed)
         torch.manual_seed(config.seed)
-        self.model = create_model(
-            arch=config.arch,
-            encoder=config.encoder,
-            weights=config.weights,
-            freeze_encoder=config.freeze_encoder,
-            classes=self.classes,
-        )
+        self.model = task.build()
         self.model.train()
         self.batchnorm = any(
             isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training for m in self.model.modules()
@@ -240,33 +373,25 @@ class _Run:
             self.optimizer,
             lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)) if cosine else 1.0,
         )
-        self.criterion = HybridLoss(
-            alpha=config.loss_alpha,
-            gamma=config.loss_gamma,
-            smooth=config.dice_smooth,
-            per_image=config.dice_per_image,
-            channel_weights=(1.0, config.lung_weight)[: self.classes],
-        )
         self.network = self.model
         if context.distributed:
             ids = [context.device.index] if context.device.type == "cuda" else None
             self.network = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
 
         data_kind, trained_on = data_description(cache, rows)
-        self.meta = {
-            "model": dict(self.model.config),
-            "channels": ["infection", "lung"][: self.classes],
-            "input_size": config.size,
-            "threshold": config.threshold,
-            "trained_on": trained_on,
-            "data_kind": data_kind,
-            "manifest_hash": manifest_hash(cache.manifest),
-            "preset": config.preset,
-            "config": config.to_dict(),
-            "metrics": {},
-            "cxrmap_version": __version__,
-            "created": _now(),
-        }
+        self.meta = CheckpointMeta(
+            task=task.name,
+            model=dict(self.model.config),
+            channels=task.channels,
+            input_size=task.input_size,
+            threshold=task.threshold,
+            data=TrainingData(
+                kind=data_kind, description=trained_on, manifest_hash=manifest_hash(cache.manifest)
+            ),
+            provenance=Provenance(
+                preset=config.preset, config=config.to_dict(), cxrmap_version=__version__, created=_now()
+            ),
+        )
         self.epoch, self.history, self.best = 0, [], -1.0
 
     def plan(self, epoch: int) -> distributed.EpochPlan:
@@ -285,8 +410,8 @@ class _Run:
     def resume(self, path: Path) -> None:
         """Continue from the ``last.pt`` at ``path``: weights, optimiser, scheduler, scaler, RNG, history."""
         state = load_checkpoint(path)
-        check_same_model(state["meta"], self.meta["model"], path)
-        saved = state["meta"].get("config", {})
+        check_same_model(state["meta"], self.meta.model, path)
+        saved = state["meta"].provenance.config
         diff = [
             f"{k}: {saved[k]!r} vs {getattr(self.config, k)!r}"
             for k in RESUME_KEYS
@@ -327,23 +452,16 @@ class _Run:
             pin_memory=c.device.type == "cuda",
         )
         self.network.train()
-        total, count = 0.0, 0
-        bar = track(
-            loader,
-            stage="train",
-            unit="batch",
-            count=lambda batch: len(batch["image"]),
-            enabled=progress and c.is_main,
-            epoch=f"{self.epoch + 1}/{self.config.epochs}",
-        )
+        total, count, sums = 0.0, 0, {}
+        facts = {"epoch": f"{self.epoch + 1}/{self.config.epochs}"}
+        if self.task.label:
+            facts["model"] = self.task.label
+        bar = progress_bar(loader, self.task.stage, progress and c.is_main, **facts)
         for batch in bar:
-            images = (
-                batch["image"].to(c.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-            )
-            target = batch["target"][:, : self.classes].to(c.device, non_blocking=True)
+            images = self.task.inputs(batch, c.device).contiguous(memory_format=self.memory_format)
             with autocast(c.device, self.amp_dtype):
                 logits = self.network(images)
-            loss = segmentation_loss(self.criterion, logits.float(), target, batch["has_lung"].to(c.device))
+            loss, figures = self.task.loss(logits.float(), batch, c.device)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -351,13 +469,16 @@ class _Run:
             self.scheduler.step()
             total += float(loss.detach()) * len(images)
             count += len(images)
+            for name, value in figures.items():
+                sums[name] = sums.get(name, 0.0) + float(value)
             bar.set_postfix(loss=f"{total / count:.4f}")
         bar.close()
-        total, count = distributed.all_reduce_sum([total, count], c)
+        total, count, *summed = distributed.all_reduce_sum([total, count, *sums.values()], c)
         self.epoch += 1
         return {
             "epoch": self.epoch,
             "train_loss": total / max(count, 1),
+            **{f"train_{name}": value / max(count, 1) for name, value in zip(sums, summed, strict=True)},
             "lr": self.optimizer.param_groups[0]["lr"],
             "seconds": time.perf_counter() - started,
         }
@@ -370,13 +491,14 @@ class _Run:
             scores = {f"val_{k}": (float(v) if math.isfinite(v) else -1.0) for k, v in figures.items()}
         return distributed.broadcast_object(scores, self.context)
 
-    def save(self, path: Path, full: bool, metrics: dict | None = None) -> None:
-        """Write a checkpoint (rank 0 only): the full training state, or the weights and metadata."""
-        if not self.context.is_main:
+    def save(self, path: Path | None, full: bool, metrics: dict | None = None) -> None:
+        """Write a checkpoint (rank 0 only; none without a path): the full training state, or the weights
+        and metadata."""
+        if not self.context.is_main or path is None:
             return
-        meta = {**self.meta, "created": _now()}
+        meta = self.meta.replace(provenance={"created": _now()})
         if metrics is not None:
-            meta["metrics"] = metrics
+            meta = meta.replace(metrics=metrics)
         state = {"meta": meta, "model": self.model.state_dict(), "epoch": self.epoch}
         if full:
             state.update(
@@ -396,30 +518,34 @@ def _validation_metrics(entry: dict) -> dict:
 
 
 def train(
-    config: TrainConfig,
+    config: TrainConfig | ClassifierConfig,
     cache,
     train_idx,
     validation: Validation | None = None,
-    out_dir: str | os.PathLike = "runs/train",
+    out_dir: str | os.PathLike | None = "runs/train",
     resume: bool = False,
     progress: bool = True,
     device: str | None = None,
     on_epoch_end=None,
+    task: Task | None = None,
 ) -> TrainResult:
-    """Train a segmentation network on the cache rows ``train_idx`` (paper Sec. II-C, III-A).
+    """Train a segmentation network (or ``task``'s) on the cache rows ``train_idx`` (Sec. II-C, III-A).
 
     Args:
-        config: the settings (:func:`~cxrmap.train.presets.get_preset`); ``config.size`` must be the cache's.
+        config: the settings (:func:`~cxrmap.train.presets.get_preset`); ``config.size`` must be the cache's;
+            a :class:`~cxrmap.train.presets.ClassifierConfig` for a :class:`ClassificationTask`.
         cache: the :class:`~cxrmap.data.cache.ImageCache`.
         train_idx: cache rows to train on; COVID-19 rows without an infection mask are left out (warning).
         validation: called as ``validation(model, device)`` after each epoch, returning named figures with
             at least ``f1`` (it picks ``best.pt``), e.g. :func:`cxrmap.evaluate.evaluation.validation`;
             ``None`` for none.
-        out_dir: the run's folder (``last.pt``, ``best.pt``, ``model.pt``, ``history.csv``, ``tensorboard/``).
+        out_dir: the run's folder (``last.pt``, ``best.pt``, ``model.pt``, ``history.csv``, ``tensorboard/``);
+            None writes nothing.
         resume: continue from ``out_dir/last.pt`` if it exists, exactly where the run stopped.
         progress: show a progress bar per epoch (rank 0).
         device: ``cpu``, ``cuda``, ``cuda:1``...; ``None`` takes the GPU if there is one.
         on_epoch_end: called as ``on_epoch_end(epoch, entry)`` after each epoch's ``last.pt`` is written.
+        task: what is learnt; None for :class:`SegmentationTask` ``(config)``.
 
     Returns:
         The :class:`TrainResult` (in every process; only rank 0 writes files).
@@ -429,8 +555,8 @@ def train(
         DataError: no usable training image.
         CheckpointError: ``resume`` from a ``last.pt`` of another model, other settings, or a damaged one.
 
-    The model has two output channels (infection, lung) when any training image has a lung mask; the lung
-    channel's loss counts only the images that have one.
+    A segmentation model has two output channels (infection, lung) when any training image has a lung
+    mask; the lung channel's loss counts only the images that have one.
 
     Example:
         >>> cache = build_cache(manifest, 96)  # doctest: +SKIP
@@ -439,14 +565,15 @@ def train(
     """
 
     started = time.perf_counter()
-    out_dir = Path(out_dir)
-    paths = {name: out_dir / name for name in (LAST, BEST, FINAL)}
+    out_dir = None if out_dir is None else Path(out_dir)
+    paths = {name: None if out_dir is None else out_dir / name for name in (LAST, BEST, FINAL)}
     context = distributed.setup(device)
     try:
-        run = _Run(config, cache, train_idx, validation, context)
-        if resume and paths[LAST].is_file():
+        run = _Run(config, task or SegmentationTask(config), cache, train_idx, validation, context)
+        if resume and paths[LAST] is not None and paths[LAST].is_file():
             run.resume(paths[LAST])
-        logger = TrainLogger(out_dir, enabled=context.is_main, start_epoch=run.epoch)
+        writes = context.is_main and out_dir is not None
+        logger = TrainLogger(out_dir or ".", enabled=writes, start_epoch=run.epoch)
         try:
             with distributed.deterministic(config.deterministic):
                 while run.epoch < config.epochs:
@@ -467,12 +594,11 @@ def train(
         finally:
             logger.close()
         metrics = _validation_metrics(run.history[-1]) if run.history else {}
-        run.meta["metrics"] = metrics
+        run.meta = run.meta.replace(metrics=metrics)
         run.save(paths[FINAL], full=False)
         distributed.barrier(context)
     finally:
         distributed.teardown(context)
-    best = paths[BEST] if paths[BEST].is_file() else None
-    return TrainResult(
-        out_dir, paths[FINAL], paths[LAST], best, run.history, time.perf_counter() - started, run.meta
-    )
+    best = paths[BEST] if paths[BEST] is not None and paths[BEST].is_file() else None
+    seconds = time.perf_counter() - started
+    return TrainResult(out_dir, paths[FINAL], paths[LAST], best, run.history, seconds, run.meta, run.model)

@@ -1,4 +1,8 @@
-"""Training settings: one frozen :class:`TrainConfig`, and the named presets ``paper`` and ``quick``.
+"""Training settings and their named presets: :class:`TrainConfig` and :data:`PRESETS` for the segmentation
+networks, :class:`ClassifierConfig` and :data:`CLASSIFIER_PRESETS` for the classification networks.
+
+Segmentation networks
+---------------------
 
 ``paper`` is the setting of Sec. III-A: 224 x 224 inputs, Adam (lr 1e-4, default betas 0.9/0.999),
 batch 32, 50 epochs, the hybrid focal + dice loss (alpha 0.25, gamma 2), COVID-19 images augmented up to
@@ -20,6 +24,23 @@ usable gradient five times earlier while leaving the dice of COVID-19 masks (hun
 (18 epochs, lung weight 1), the per-image dice empties the maps of small lesions too (fold 0 of the seed-0
 phantom: detection sensitivity 0.625, specificity 0.963); longer runs do better with
 ``dice_per_image=False``.
+
+Classification networks
+-----------------------
+
+"The encoder structures of the segmentation networks are trained for the classification task with a
+modification at the output layer by adding 2-neurons ... fine-tuned using categorical cross-entropy as
+loss function with 10 epochs and a learning rate of 1e-5 ... Other settings of the classifiers are kept the
+same with the segmentation models" (Sec. III-A): Adam (beta1 0.9, beta2 0.999), batch 32, 224 x 224 inputs,
+and the same class balancing.
+
+- ``paper``: 10 epochs, lr 1e-5, batch 32, the cache's input size (224 in the paper) — the paper's setting,
+  meant for fine-tuning pretrained encoders on a GPU.
+- ``quick``: 2 epochs, lr 1e-3, batch 16, at most 128 x 128 inputs (the cache's images are downsampled
+  when larger). Random-initialised encoders learn nothing useful in a few epochs at 1e-5; 1e-3 and small
+  inputs let one encoder learn a small phantom set in half a minute on two CPU cores. Grad-CAM maps then
+  come from a 4 x 4 feature grid (DenseNet-121, stride 32) and are coarse; pass the same ``input_size`` to
+  :class:`~cxrmap.explain.gradcam.GradCAMExplainer` so it sees images as in training.
 """
 
 from __future__ import annotations
@@ -31,6 +52,16 @@ from cxrmap.core.errors import ModelError
 
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 SCHEDULES = ("constant", "cosine")
+
+
+def _check_steps(config) -> None:
+    """Raise unless a configuration's epochs, batch size and learning rate can train."""
+    for name in ("batch_size", "epochs"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ModelError(f"{name} must be a positive whole number, got {value!r}")
+    if not config.lr > 0:
+        raise ModelError(f"learning rate must be positive, got {config.lr!r}")
 
 
 @dataclass(frozen=True)
@@ -94,14 +125,13 @@ class TrainConfig:
     preset: str = "custom"
 
     def __post_init__(self) -> None:
-        for name in ("size", "batch_size", "epochs", "folds"):
+        for name in ("size", "folds"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ModelError(f"{name} must be a positive whole number, got {value!r}")
+        _check_steps(self)
         if not self.lung_weight >= 0:
             raise ModelError(f"lung_weight must be >= 0, got {self.lung_weight!r}")
-        if not self.lr > 0:
-            raise ModelError(f"learning rate must be positive, got {self.lr!r} (the paper uses 1e-4)")
         if self.amp not in AMP_MODES:
             raise ModelError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
         if self.schedule not in SCHEDULES:
@@ -165,6 +195,114 @@ PRESETS: dict[str, TrainConfig] = {
         preset="quick",
     ),
 }
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """Training settings of a classification network (paper Sec. III-A), read by the same loop.
+
+    Attributes:
+        epochs: passes over the (balanced) training set.
+        lr, betas, weight_decay: Adam's settings.
+        batch_size: images per step.
+        input_size: side the images are downsampled to when the cache's is larger; None keeps the cache's.
+        balance: repeat COVID-19 images (augmented) up to the number of controls, as for segmentation.
+        augment: shift/rotate every image, not only the repeats.
+        seed: seed of the initial weights, the data order, the repeats and transforms.
+        workers: DataLoader worker processes.
+        schedule, amp, channels_last, deterministic: as for :class:`TrainConfig` (constant, full precision).
+        preset: the preset this configuration came from.
+    """
+
+    epochs: int = 10
+    lr: float = 1e-5
+    batch_size: int = 32
+    input_size: int | None = None
+    balance: bool = True
+    augment: bool = False
+    seed: int = 0
+    workers: int = 0
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    amp: str = "off"
+    channels_last: bool | None = None
+    deterministic: bool = False
+    preset: str = "custom"
+
+    def __post_init__(self) -> None:
+        _check_steps(self)
+        if self.input_size is not None and self.input_size < 32:
+            raise ModelError(f"input_size must be at least 32 pixels or None, got {self.input_size}")
+        if self.amp not in AMP_MODES:
+            raise ModelError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
+        if self.schedule not in SCHEDULES:
+            raise ModelError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+
+    def to_dict(self) -> dict:
+        """Plain-python dict (lists for tuples): safe in a ``weights_only`` checkpoint and in JSON."""
+        data = dataclasses.asdict(self)
+        data["betas"] = list(self.betas)
+        return data
+
+
+CLASSIFIER_PRESETS: dict[str, ClassifierConfig] = {
+    "paper": ClassifierConfig(preset="paper"),
+    "quick": ClassifierConfig(epochs=2, lr=1e-3, batch_size=16, input_size=128, preset="quick"),
+}
+"""Named classifier settings: ``paper`` as in Sec. III-A, ``quick`` for a CPU demonstration."""
+
+
+def classifier_config(config, **overrides) -> ClassifierConfig:
+    """A :class:`ClassifierConfig` from a preset name, a config, or a segmentation :class:`TrainConfig`.
+
+    A :class:`TrainConfig` gives the classifier preset of the same name (``paper`` for custom ones) with
+    the segmentation run's batch size, balancing, augmentation, seed and workers ("other settings of the
+    classifiers are kept the same with the segmentation models", Sec. III-A). ``overrides`` come last.
+
+    Raises:
+        ModelError: unknown preset or override, or a non-positive epochs/lr/batch size.
+    """
+
+    if isinstance(config, TrainConfig):
+        config = dataclasses.replace(
+            CLASSIFIER_PRESETS.get(config.preset, CLASSIFIER_PRESETS["paper"]),
+            batch_size=config.batch_size,
+            balance=config.balance,
+            augment=config.augment,
+            seed=config.seed,
+            workers=config.workers,
+        )
+    if isinstance(config, str):
+        if config not in CLASSIFIER_PRESETS:
+            raise ModelError(
+                f"unknown classifier preset {config!r}; choose one of {', '.join(CLASSIFIER_PRESETS)}"
+            )
+        config = CLASSIFIER_PRESETS[config]
+    if not isinstance(config, ClassifierConfig):
+        raise ModelError(
+            f"config must be a preset name, a ClassifierConfig or a TrainConfig, got {type(config).__name__}"
+        )
+    try:
+        return dataclasses.replace(config, **overrides)
+    except TypeError as error:
+        raise ModelError(f"unknown classifier setting: {error}") from error
+
+
+PRESET_USES = {"paper": "Sec. III-A; GPU", "quick": "2-core CPU, phantom, minutes"}
+"""What each preset of :data:`PRESETS` is for, in a few words (help texts)."""
+
+
+def preset_help() -> str:
+    """The presets and their uses for help texts: ``paper (Sec. III-A; GPU) or quick (...)``."""
+    return " or ".join(f"{name} ({PRESET_USES[name]})" for name in PRESETS)
+
+
+def preset_defaults(name: str) -> str:
+    """Each preset's value of setting ``name`` for help texts, e.g. ``paper: 50, quick: 9``."""
+    values = {preset: getattr(config, name) for preset, config in PRESETS.items()}
+    return ", ".join(f"{p}: {v:g}" if isinstance(v, float) else f"{p}: {v}" for p, v in values.items())
 
 
 def get_preset(name: str, **overrides) -> TrainConfig:

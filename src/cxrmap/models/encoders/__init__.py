@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
 from segmentation_models_pytorch.encoders import get_encoder, get_encoder_names
+from segmentation_models_pytorch.encoders._utils import patch_first_conv
 from torch import nn
 
 from cxrmap.core.errors import ModelError
@@ -71,6 +71,9 @@ PAPER_ENCODERS: dict[str, EncoderInfo] = {
 
 ENCODERS: tuple[str, ...] = tuple(PAPER_ENCODERS)
 """The paper's encoders, in the order of Table VIII's rows."""
+
+ENCODER_TITLES: dict[str, str] = {name: info.title for name, info in PAPER_ENCODERS.items()}
+"""The paper's names of its encoders (``densenet121`` -> ``DenseNet-121``), as in its tables."""
 
 
 def _unknown_encoder(name: str, reason: str = "") -> ModelError:
@@ -159,26 +162,11 @@ def build_encoder(name: str, in_channels: int = 3, weights: str | None = None) -
         state = read_pretrained(spec, name)
         load_strict(encoder, state, f"{spec.file_name} into the {name} encoder")
     if channels != native:
-        adapt_first_conv(encoder, native, channels, pretrained=weights is not None)
+        # smp's own: pretrained kernels repeated over the new channels and scaled by native / channels (a
+        # grey image's response stays the same), random ones re-initialised.
+        patch_first_conv(encoder, channels, native, pretrained=weights is not None)
         encoder.out_channels = (channels, *encoder.out_channels[1:])
     return encoder
-
-
-def adapt_first_conv(module: nn.Module, old: int, new: int, pretrained: bool) -> None:
-    """Give the first ``old``-channel convolution of ``module`` ``new`` input channels.
-
-    Pretrained kernels are repeated over the new channels and scaled by ``old / new`` (the response to
-    a grey image stays the same); random ones are re-initialised.
-    """
-    conv = next(m for m in module.modules() if isinstance(m, nn.Conv2d) and m.in_channels == old)
-    weight = conv.weight.detach()
-    conv.in_channels = new
-    if pretrained:
-        index = torch.arange(new, device=weight.device) % old
-        conv.weight = nn.Parameter(weight[:, index] * (old / new))
-    else:
-        conv.weight = nn.Parameter(weight.new_empty(conv.out_channels, new // conv.groups, *conv.kernel_size))
-        conv.reset_parameters()
 
 
 def _smp_encoder(name: str, channels: int, weights: str | None) -> nn.Module:

@@ -80,8 +80,8 @@ class ErrorResponse(BaseModel):
 class _SeverityBase(BaseModel):
     """Infected share of the lungs, overall and per zone (fractions in [0, 1]; patient's right/left)."""
 
-    image: float = Field(description="Infected share of all pixels of the image.")
-    lungs: float = Field(description="Infected share of the lung pixels.")
+    image_share: float = Field(description="Infected share of all pixels of the image.")
+    lung_share: float = Field(description="Infected share of the lung pixels.")
     lung_pixels: int
     infected_lung_pixels: int
     note: str = ""
@@ -205,7 +205,7 @@ class ModelService:
         self.predictor = Predictor(model, meta, device=device)
         self.model_id = file_sha256(self.path)[:12]
         self.max_pixels = int(max_pixels)
-        self.phantom = meta.get("data_kind") == "phantom"
+        self.phantom = meta.phantom
         self.warnings = [PHANTOM_WARNING] if self.phantom else []
         self.card = self._card(model)
         self.capacity = workers + max_queue
@@ -218,27 +218,26 @@ class ModelService:
     def _card(self, model: Any) -> dict[str, Any]:
         """``GET /api/v1/model``: the card in the paper's terms (``card``), the citation, the raw fields."""
         meta = self.meta
-        config = meta.get("model", {})
         parameters = int(sum(p.numel() for p in model.parameters()))
         return {
             "card": build_card(meta, threshold=self.predictor.threshold, parameters=parameters).to_dict(),
             "citation": PAPER.to_dict(),
             "model_id": self.model_id,
             "checkpoint": self.path.name,
-            "arch": str(config.get("arch", "unknown")),
-            "encoder": str(config.get("encoder", "unknown")),
-            "weights": None if config.get("weights") is None else str(config.get("weights")),
+            "arch": meta.arch,
+            "encoder": meta.encoder,
+            "weights": meta.weights,
             "parameters": parameters,
             "input_size": self.predictor.input_size,
-            "channels": list(meta.get("channels", ["infection"])),
+            "channels": list(meta.channels),
             "threshold": self.predictor.threshold,
-            "trained_on": str(meta.get("trained_on", "unknown")),
-            "data_kind": str(meta.get("data_kind", "unknown")),
+            "trained_on": meta.data.description,
+            "data_kind": meta.data.kind,
             "trained_on_phantoms": self.phantom,
-            "preset": meta.get("preset"),
-            "metrics": json_safe(dict(meta.get("metrics") or {})),
-            "cxrmap_version": meta.get("cxrmap_version"),
-            "created": None if meta.get("created") is None else str(meta.get("created")),
+            "preset": meta.provenance.preset,
+            "metrics": json_safe(meta.metrics),
+            "cxrmap_version": meta.provenance.cxrmap_version,
+            "created": meta.provenance.created,
             "warnings": self.warnings,
             "notice": RESEARCH_NOTICE,
         }

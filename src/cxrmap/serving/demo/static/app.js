@@ -86,7 +86,7 @@
       note.hidden = false;
       return;
     }
-    $("severity-overall").textContent = percent(severity.lungs) + " of the lungs";
+    $("severity-overall").textContent = percent(severity.lung_share) + " of the lungs";
     const body = $("zones-body");
     body.textContent = "";
     const cell = (v) => (v === null || v === undefined ? "–" : percent(v));
