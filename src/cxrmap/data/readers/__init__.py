@@ -394,6 +394,31 @@ def find_layouts(root: str | os.PathLike) -> tuple[list[tuple[str, Path]], list[
     return sorted(found, key=lambda item: str(item[1])), warnings
 
 
+def infection_folders(
+    root: str | os.PathLike,
+) -> tuple[list[tuple[Path, Path | None, tuple[str, ...]]], list[str]]:
+    """The COVID-19 image folders under ``root`` that :func:`find_layouts` recognises, with their
+    infection masks: ``[(image folder, infection-mask folder or None, mask name prefixes)]`` and warnings.
+
+    QaTa-COV19 (v1, v2): every ``Images`` + ``Ground-truths`` pair; COVID-QU-Ex: the ``COVID-19/images`` +
+    ``COVID-19/infection masks`` of each split (its control classes carry no infection to annotate).
+    """
+    layouts, warnings = find_layouts(root)
+    folders: list[tuple[Path, Path | None, tuple[str, ...]]] = []
+    for name, folder in layouts:
+        if name.startswith("qata"):
+            folders.append(
+                (child_folder(folder, "Images"), child_folder(folder, "Ground-truths"), ("mask_", ""))
+            )
+        elif name == "covid-qu-ex":
+            for split_key, split_dir in _subdirs(folder).items():
+                class_dir = _subdirs(split_dir).get("covid_19") if split_key in _QU_EX_SPLITS else None
+                image_dir = child_folder(class_dir, "images") if class_dir is not None else None
+                if image_dir is not None:
+                    folders.append((image_dir, child_folder(class_dir, "infection masks"), ("", "mask_")))
+    return folders, warnings
+
+
 # ---------------------------------------------------------------------------- extras and verification
 
 
