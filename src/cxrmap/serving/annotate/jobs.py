@@ -203,6 +203,11 @@ class JobWorker:
         requeued = requeue_running(self.db)
         if requeued:
             logger.warning("re-queued %d job(s) left running by a previous server", requeued)
+        orphans = workflow.remove_orphan_drawn(self.db, self.project_dir)
+        if orphans:
+            logger.warning(
+                "removed %d drawn-mask file(s) of submissions a previous server never committed", orphans
+            )
         self._thread = threading.Thread(target=self._loop, name="cxrmap-annotate-jobs", daemon=True)
         self._thread.start()
 

@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import json
 import secrets
+import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -51,6 +52,7 @@ from cxrmap.serving.annotate.db import (
 )
 from cxrmap.serving.annotate.errors import WorkflowError, not_found
 from cxrmap.serving.annotate.masks import (
+    MASK_DIR,
     MaskError,
     decode_mask_upload,
     load_mask,
@@ -703,6 +705,35 @@ def submit(db: Database, project_dir: Path, token: str, user_id: int, body: dict
         if drawn is not None and not used:
             with contextlib.suppress(OSError):
                 (Path(project_dir) / drawn).unlink()
+
+
+ORPHAN_GRACE = 60.0
+"""Seconds a drawn-mask file without a row is kept (another server on the folder may be committing it)."""
+
+
+def remove_orphan_drawn(db: Database, project_dir: str | Path, grace: float = ORPHAN_GRACE) -> int:
+    """Delete the drawn-mask files no review refers to (left by a server killed between writing a
+    submission's mask and committing it), older than ``grace`` seconds; return how many.
+
+    A submission writes its mask before the transaction that refers to it commits (a confirmed review
+    never lacks its mask); only a crash in between leaves a file behind, which this sweep removes.
+    """
+    folder = Path(project_dir) / MASK_DIR / "drawn"
+    if not folder.is_dir():
+        return 0
+    with db.session() as session:
+        used = set(session.scalars(select(Review.drawn_path).where(Review.drawn_path.is_not(None))))
+    cutoff = time.time() - grace
+    removed = 0
+    for path in folder.iterdir():
+        relative = f"{MASK_DIR}/drawn/{path.name}"
+        if relative in used or not path.is_file():
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mtime <= cutoff:
+                path.unlink()
+                removed += 1
+    return removed
 
 
 def _outcome(review: Review) -> tuple:
