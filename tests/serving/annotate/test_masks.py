@@ -24,7 +24,7 @@ def test_mask_error_is_a_data_error():
     [
         ([BIG, BIG, 256 * 256 + 2], "sum to more than the 256 x 256 = 65,536 pixels"),
         ([2**64], "sum to more than the 256 x 256"),
-        ([0, 2**64, -(2**64) + 65536], "sum to more than"),
+        ([0, 2**64, -(2**64) + 65536], "negative"),
         ([65536, -1, 1], "negative"),
         ([0] * (65536 + 2), "holds 65,538 run lengths but a 256 x 256 mask has at most 65,537"),
         ([65535], "sum to 65535 pixels but the mask is 256 x 256 = 65536"),

@@ -103,10 +103,10 @@ def decode_rle(counts: list[int], width: int, height: int) -> np.ndarray:
             f"mask.counts holds {len(counts):,} run lengths but a {width} x {height} mask has at most "
             f"{pixels + 1:,} (a leading 0, then one per pixel)"
         )
+    if any(count < 0 for count in counts):
+        raise MaskError("mask.counts holds a negative run length")
     total = 0
     for count in counts:
-        if count < 0:
-            raise MaskError("mask.counts holds a negative run length")
         total += count
         if total > pixels:
             raise MaskError(

@@ -15,7 +15,6 @@ resumable: images already in the project are skipped, so a re-run after a crash 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -109,7 +108,7 @@ def create_project(db: Database, name: str, source: dict, reviews_per_image: int
             raise WorkflowError(
                 f"a project named {name!r} exists already; choose another name", 409, "name_taken"
             )
-        project = Project(name=name, reviews_per_image=reviews_per_image, source=json.dumps(source))
+        project = Project(name=name, reviews_per_image=reviews_per_image, source=source)
         session.add(project)
         session.flush()
         return project.id
@@ -157,7 +156,7 @@ def import_images(
         project = session.get(Project, project_id)
         if project is None:
             raise not_found(f"project {project_id}")
-        source = json.loads(project.source)
+        source = project.source
         present = set(session.scalars(select(Image.name).where(Image.project_id == project_id)))
     pairs, warnings = find_pairs(source)
     names = unique_names([image for image, _ in pairs])

@@ -47,7 +47,6 @@ from cxrmap.serving.annotate.db import (
     Review,
     Round,
     iso,
-    loads,
     utcnow,
 )
 from cxrmap.serving.annotate.errors import WorkflowError, not_found
@@ -462,9 +461,9 @@ def next_review(db: Database, project_id: int, user_id: int) -> dict | None:
                 image_id=image.id,
                 round_id=image.round_id,
                 reviewer_id=user_id,
-                order=json.dumps(ids),
-                labels=json.dumps(_labels(len(ids))),
-                tokens=json.dumps(["c_" + secrets.token_hex(12) for _ in ids]),
+                order=ids,
+                labels=_labels(len(ids)),
+                tokens=["c_" + secrets.token_hex(12) for _ in ids],
             )
             session.add(review)
             session.flush()
@@ -488,7 +487,7 @@ def review_item(session, review: Review) -> dict:
     image = session.get(Image, review.image_id)
     project = session.get(Project, image.project_id)
     base = f"{API}/reviews/{review.token}"
-    tokens, labels = loads(review.tokens, []), loads(review.labels, [])
+    tokens, labels = review.tokens, review.labels
     candidates = [
         {
             "label": label,
@@ -501,7 +500,7 @@ def review_item(session, review: Review) -> dict:
     draft = session.get(Draft, review.id)
     submission = None
     if review.status == "done":
-        order = loads(review.order, [])
+        order = review.order
         start = tokens[order.index(review.start_from_id)] if review.start_from_id in order else None
         if review.decision == "choose":
             submission = {
@@ -517,7 +516,7 @@ def review_item(session, review: Review) -> dict:
         "status": "submitted" if review.status == "done" else review.status,
         "image": {"url": f"{base}/image.png", "width": image.width, "height": image.height},
         "candidates": candidates,
-        "draft": None if draft is None else {"seq": draft.seq, "state": loads(draft.state)},
+        "draft": None if draft is None else {"seq": draft.seq, "state": draft.state},
         "submission": submission,
         "opened_at": iso(review.opened_at),
         "submitted_at": iso(review.submitted_at),
@@ -562,10 +561,10 @@ def review_image(db: Database, token: str, user_id: int) -> bytes:
 def _candidate_mask(db: Database, project_dir: Path, token: str, ctoken: str, user_id: int):
     with db.session() as session:
         review = _own_review(session, token, user_id)
-        tokens = loads(review.tokens, [])
+        tokens = review.tokens
         if ctoken not in tokens:
             raise not_found("this candidate")
-        candidate = session.get(Candidate, loads(review.order)[tokens.index(ctoken)])
+        candidate = session.get(Candidate, review.order[tokens.index(ctoken)])
         image = session.get(Image, review.image_id)
         return load_mask(project_dir, candidate.mask_path), image.path
 
@@ -593,7 +592,7 @@ def get_draft(db: Database, token: str, user_id: int) -> dict:
         draft = session.get(Draft, review.id)
         if draft is None:
             return {"seq": 0, "state": None, "updated_at": None}
-        return {"seq": draft.seq, "state": loads(draft.state), "updated_at": iso(draft.updated_at)}
+        return {"seq": draft.seq, "state": draft.state, "updated_at": iso(draft.updated_at)}
 
 
 def save_draft(db: Database, token: str, user_id: int, seq: int, state: Any) -> dict:
@@ -623,9 +622,9 @@ def save_draft(db: Database, token: str, user_id: int, seq: int, state: Any) -> 
         if draft is not None and seq < draft.seq:
             return {"saved": False, "seq": draft.seq, "updated_at": iso(draft.updated_at)}
         if draft is None:
-            session.add(Draft(review_id=review.id, seq=seq, state=text, updated_at=now))
+            session.add(Draft(review_id=review.id, seq=seq, state=state, updated_at=now))
         else:
-            draft.seq, draft.state, draft.updated_at = seq, text, now
+            draft.seq, draft.state, draft.updated_at = seq, state, now
         return {"saved": True, "seq": seq, "updated_at": iso(now)}
 
 
@@ -641,8 +640,8 @@ def submit(db: Database, project_dir: Path, token: str, user_id: int, body: dict
     decision = body.get("decision")
     with db.session() as session:
         review = _own_review(session, token, user_id)
-        tokens = loads(review.tokens, [])
-        order = loads(review.order, [])
+        tokens = review.tokens
+        order = review.order
         image = session.get(Image, review.image_id)
         width, height = image.width, image.height
     mask = None
