@@ -153,3 +153,54 @@ def test_a_row_that_cannot_be_upgraded_is_a_clear_error_and_changes_nothing(tmp_
     write_v1(tmp_path / "bad" / "annotate.db", [*ROWS_V1[:3], bad_json])
     with pytest.raises(SchemaError, match=r"a row of projects.source is not JSON \('\{not json'\)"):
         Database(default_url(tmp_path / "bad"))
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    from tests.helpers.postgres import Unavailable, postgres_cluster
+
+    try:
+        with postgres_cluster() as base:
+            yield base
+    except Unavailable as why:
+        pytest.skip(str(why))
+
+
+def test_a_version_1_postgresql_database_is_upgraded_in_place(postgres):
+    from sqlalchemy import create_engine, text
+
+    from cxrmap.serving.annotate.db import JSON_COLUMNS, Base
+    from tests.helpers.postgres import create_database
+
+    url = create_database(postgres)
+    engine = create_engine(url)
+    with engine.begin() as connection:  # version 1: the same tables, JSON as text, no login_limits
+        Base.metadata.create_all(
+            connection, tables=[t for t in Base.metadata.sorted_tables if t.name != "login_limits"]
+        )
+        for table, columns in JSON_COLUMNS.items():
+            for column in columns:
+                connection.execute(text(f'ALTER TABLE {table} ALTER COLUMN "{column}" TYPE TEXT'))
+        connection.execute(text("INSERT INTO schema_version VALUES (1)"))
+        source = '{"kind": "tree", "root": "/t"}'
+        connection.execute(text(f"INSERT INTO projects VALUES (1, 'ward', 2, '{source}', '{WHEN}')"))
+        connection.execute(
+            text(
+                "INSERT INTO jobs VALUES (1, 1, 'import', '', 'done', 1.0, '', '', "
+                f"""'{{"images": 3}}', 1, false, '{WHEN}', NULL, NULL)"""
+            )
+        )
+    engine.dispose()
+    db = Database(url)
+    try:
+        with db.session() as session:
+            assert max(session.scalars(select(SchemaVersion.version))) == 2
+            assert session.get(Project, 1).source == {"kind": "tree", "root": "/t"}
+            job = session.get(Job, 1)
+            assert (job.kind, job.params, job.state, job.result) == ("import", {}, "done", {"images": 3})
+        with db.session(write=True) as session:
+            session.add(
+                LoginLimit(key="ip:1.2.3.4", failures=0, level=1.0, updated_at=1.0, blocked_until=0.0)
+            )
+    finally:
+        db.dispose()

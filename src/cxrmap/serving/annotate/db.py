@@ -5,9 +5,10 @@ review survives a power cut, write transactions opened with ``BEGIN IMMEDIATE`` 
 instead of failing), PostgreSQL by URL (``postgresql+psycopg://user@host/db``; row locks with
 ``SELECT ... FOR UPDATE`` serialise the claims and submissions of one image).
 
-Tables: ``schema_version``, ``users``, ``auth_sessions``, ``projects``, ``members``, ``images``, ``rounds``,
-``candidates``, ``reviews``, ``drafts``, ``accepted_masks`` (one row per image at most: a unique constraint),
-``jobs``.
+Tables: ``schema_version``, ``users``, ``auth_sessions``, ``login_limits``, ``projects``, ``members``,
+``images``, ``rounds``, ``candidates``, ``reviews``, ``drafts``, ``accepted_masks`` (one row per image at
+most: a unique constraint), ``jobs``. JSON values are SQLAlchemy ``JSON`` columns, states are enumerations
+checked by SQLAlchemy (plain VARCHARs in the database).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    func,
     inspect,
     select,
     text,
@@ -395,6 +397,10 @@ def upgrade_1_to_2(db: Database) -> None:
         SchemaError: a row holds text that is not JSON, or a state outside its enumeration.
     """
     with db.write_engine.connect() as connection, connection.begin():
+        if not db.is_sqlite:  # SQLite's BEGIN IMMEDIATE already keeps a second server waiting
+            connection.execute(text("LOCK TABLE schema_version IN EXCLUSIVE MODE"))
+        if connection.execute(select(func.max(SchemaVersion.version))).scalar() != 1:
+            return  # another server upgraded it meanwhile
         for table, columns in JSON_COLUMNS.items():
             for column, empty in columns.items():
                 quoted = connection.dialect.identifier_preparer.quote(column)
