@@ -3,8 +3,10 @@ for the networks' training, logged-in API clients."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -95,3 +97,26 @@ def setup_project(
     )["job"]
     wait_job(admin, job)
     return project_id
+
+
+REVIEW_SERVER_PROJECT = "ward"
+
+
+@contextlib.contextmanager
+def review_server(folder: Path, data) -> Iterator[tuple]:
+    """A running app (fake training, k=1) with a Stage I project and ``rev1`` logged in holding one open
+    review: yields ``(app, rev1 ApiClient, review item)``."""
+    from fastapi.testclient import TestClient
+
+    from cxrmap.serving.annotate.app import create_app
+
+    images_dir, manual_dir, _, _ = data
+    app = create_app(folder, trainer=fake_trainer, fast_hash=True)
+    users = add_users(app, reviewers=1)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        admin = ApiClient(client, "admin", users["admin"])
+        project_id = setup_project(app, admin, images_dir, manual_dir, ["rev1"], name=REVIEW_SERVER_PROJECT)
+        with TestClient(app, base_url="http://127.0.0.1") as own:
+            rev1 = ApiClient(own, "rev1", users["rev1"])
+            item = rev1.send("POST", f"/api/v1/review/projects/{project_id}/next")["review"]
+            yield app, rev1, item

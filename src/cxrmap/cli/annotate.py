@@ -166,11 +166,14 @@ def register(app: typer.Typer) -> None:
         masks: Path = typer.Option(
             None, "--masks", help="Folder of the doctors' manual masks (X.png or mask_X.png)."
         ),
-        tree: Path = typer.Option(None, "--tree", help="QaTa-COV19-style tree (Images/ + Ground-truths/)."),
+        tree: Path = typer.Option(
+            None, "--tree", help="QaTa-COV19 (Images/ + Ground-truths/) or COVID-QU-Ex tree."
+        ),
         reviews_per_image: int = typer.Option(1, min=1, max=20, help="Reviews before a mask is accepted."),
         background: bool = BACKGROUND,
     ) -> None:
-        """Create a project from a folder (--images [--masks]) or a QaTa-COV19-style tree (--tree)."""
+        """Create a project from a folder (--images [--masks]) or a tree `cxrmap index` reads (--tree:
+        QaTa-COV19 v1/v2 or COVID-QU-Ex). A failed import leaves no project behind."""
         from cxrmap.core.errors import DataError
         from cxrmap.serving.annotate import jobs, projects
 
@@ -183,7 +186,11 @@ def register(app: typer.Typer) -> None:
         )
         database = _open(project, db)
         project_id = projects.create_project(database, name, source, reviews_per_image)
-        job = _run(database, project, jobs.enqueue(database, project_id, "import", {}), background)
+        try:
+            job = _run(database, project, jobs.enqueue(database, project_id, "import", {}), background)
+        except BaseException:  # a failed or interrupted import leaves no project behind
+            projects.delete_project(database, project, project_id)
+            raise
         result = job.get("result") or {}
         if result:
             typer.echo(f"project {name}: {result['total']} images, {result['with_manual']} with manual masks")

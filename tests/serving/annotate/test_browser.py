@@ -12,7 +12,6 @@ folder (their paths are printed).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -285,7 +284,7 @@ def test_review_admin_and_dashboard_pages(annotate_server, tmp_path):
             done = {r.token: r for r in session.scalars(select(Review).where(Review.status == "done"))}
             chosen = session.get(Candidate, done[first].choice_id)
             start = session.get(Candidate, done[third].start_from_id)
-        assert done[third].start_from_id == json.loads(done[third].order)[0]  # A: the first position
+        assert done[third].start_from_id == done[third].order[0]  # A: the first position
         assert (
             np.array(Image.open(srv.project_dir / done[third].drawn_path))
             == np.array(Image.open(srv.project_dir / start.mask_path))

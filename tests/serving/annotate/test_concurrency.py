@@ -3,17 +3,8 @@ image claimed by at most ``reviews_per_image`` reviewers, exactly one accepted m
 
 from __future__ import annotations
 
-import glob
-import os
-import pwd
-import shutil
-import socket
-import subprocess
-import tempfile
 import threading
-import uuid
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,63 +22,19 @@ from cxrmap.serving.annotate.masks import encode_rle  # noqa: E402
 from cxrmap.serving.annotate.simulate import ApiClient  # noqa: E402
 from cxrmap.serving.demo.app import serve_in_background  # noqa: E402
 from tests.helpers.annotate import add_users, fake_trainer, setup_project, tiny_data  # noqa: E402
+from tests.helpers.postgres import Unavailable, create_database, postgres_cluster  # noqa: E402
 
 REVIEWERS = 8
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def postgres():
-    """A throwaway PostgreSQL cluster on loopback (Debian's binaries; as user postgres when run as root)."""
-    pytest.importorskip("psycopg")
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
-    bindir = Path(found[-1]).parent
-    root = Path(tempfile.mkdtemp(prefix="cxrmap-pg-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no 'postgres' user to run the cluster")
-        shutil.chown(root, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    os.chmod(root, 0o700)
-    port = free_port()
-    data = root / "data"
-
-    def run(*args: str) -> None:
-        subprocess.run(as_user + [str(a) for a in args], check=True, capture_output=True, timeout=120)
-
-    run(bindir / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
-    run(
-        bindir / "pg_ctl",
-        "-D",
-        data,
-        "-l",
-        root / "server.log",
-        "-w",
-        "-t",
-        "60",
-        "-o",
-        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-        "start",
-    )
+    """A throwaway PostgreSQL cluster on loopback (skipped where it cannot run)."""
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
-    finally:
-        subprocess.run(
-            as_user + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-            capture_output=True,
-            timeout=60,
-        )
-        shutil.rmtree(root, ignore_errors=True)
+        with postgres_cluster() as base:
+            yield base
+    except Unavailable as why:
+        pytest.skip(str(why))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -95,15 +42,7 @@ def db_url(request):
     """None (SQLite in the server's folder) or a fresh PostgreSQL database."""
     if request.param == "sqlite":
         return None
-    base = request.getfixturevalue("postgres")
-    import psycopg
-
-    name = f"cxrmap_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(
-        base.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True
-    ) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return f"{base}/{name}"
+    return create_database(request.getfixturevalue("postgres"))
 
 
 @pytest.fixture(scope="module")

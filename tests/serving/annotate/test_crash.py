@@ -184,3 +184,61 @@ def test_sigkill_during_saves_loses_nothing_confirmed(tmp_path):
         process.send_signal(signal.SIGTERM)
         process.wait(30)
     check_database(folder, confirmed, drafts)
+
+
+KILLED_MID_SUBMIT = """
+import os, signal, sys
+import numpy as np
+from cxrmap.serving.annotate import workflow
+from cxrmap.serving.annotate.db import Database, default_url
+from cxrmap.serving.annotate.masks import encode_rle
+
+folder, token = sys.argv[1], sys.argv[2]
+user_id, width, height = (int(a) for a in sys.argv[3:6])
+db = Database(default_url(folder))
+opened = db.session
+
+def session(write=False):
+    if write:  # the drawn mask is on disk, its transaction not yet begun: die as under kill -9
+        os.kill(os.getpid(), signal.SIGKILL)
+    return opened(write)
+
+db.session = session
+mask = np.zeros((height, width), bool)
+mask[:10, :10] = True
+upload = {"format": "rle", "width": width, "height": height, "counts": encode_rle(mask)}
+body = {"decision": "reject", "mask": upload}
+workflow.submit(db, folder, token, user_id, body, 10**6)
+"""
+
+
+def test_a_mask_file_left_by_a_kill_mid_submit_is_removed_at_the_next_start(tmp_path):
+    from tests.helpers.annotate import review_server, user_id
+
+    data = tiny_data(tmp_path / "data", n_images=8)
+    folder = tmp_path / "srv"
+    with review_server(folder, data) as (app, rev1, item):
+        w, h = item["image"]["width"], item["image"]["height"]
+        args = [str(folder), item["token"], str(user_id(app, "rev1")), str(w), str(h)]
+        killed = subprocess.run(
+            [sys.executable, "-c", KILLED_MID_SUBMIT, *args], capture_output=True, timeout=120
+        )
+        assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+        (orphan,) = (folder / "masks" / "drawn").iterdir()
+        fresh = folder / "masks" / "drawn" / "fresh.png"
+        fresh.write_bytes(orphan.read_bytes())
+        body = {"decision": "reject", "mask": {"format": "rle", "width": w, "height": h, "counts": [w * h]}}
+        assert rev1.send("POST", f"/api/v1/reviews/{item['token']}/submit", body)["status"] == "submitted"
+    kept = set((folder / "masks" / "drawn").iterdir()) - {orphan, fresh}
+    assert len(kept) == 1
+    old = time.time() - 120
+    for path in (orphan, *kept):
+        os.utime(path, (old, old))
+    with TestClient(create_app(folder, trainer=fake_trainer, fast_hash=True)):
+        pass
+    assert set((folder / "masks" / "drawn").iterdir()) == {*kept, fresh}  # the orphan gone; fresh: too young
+    db = Database(default_url(folder))
+    with db.session() as session:
+        (drawn,) = session.scalars(select(Review.drawn_path).where(Review.drawn_path.is_not(None)))
+    db.dispose()
+    assert folder / drawn in kept

@@ -1,5 +1,5 @@
 """Pieces of the annotation workflow checked by hand: RLE, Dice, Fleiss' kappa, the position-bias test,
-the acceptance rule, the simulated hand, the rate limiter, and one real (tiny) training job."""
+the acceptance rule, the simulated hand, and one real (tiny) training job."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxrmap.serving.annotate.auth import RateLimiter
 from cxrmap.serving.annotate.masks import MaskError, decode_mask_upload, decode_rle, dice, encode_rle
 from cxrmap.serving.annotate.simulate import degrade_mask, draw_mask
 from cxrmap.serving.annotate.stats import fleiss_kappa, position_bias
@@ -129,23 +128,6 @@ def test_simulated_hands():
     hurried = [dice(degrade_mask(truth, np.random.default_rng(s)), truth) for s in range(20)]
     careful = [dice(draw_mask(truth, np.random.default_rng(s)), truth) for s in range(20)]
     assert 0.5 < np.mean(hurried) < 0.9 and min(careful) > 0.85 and np.mean(careful) > np.mean(hurried)
-
-
-def test_rate_limiter_counts_failures_in_a_window(monkeypatch):
-    now = [1000.0]
-    monkeypatch.setattr("cxrmap.serving.annotate.auth.time.monotonic", lambda: now[0])
-    limiter = RateLimiter({"user": 2, "ip": 3}, window=60)
-    keys = ["user:a", "ip:1.2.3.4"]
-    assert limiter.retry_after(keys) == 0
-    limiter.failed(keys)
-    now[0] += 10
-    limiter.failed(keys)
-    assert limiter.retry_after(keys) == 51  # the first failure leaves the window in 50 s
-    assert limiter.retry_after(["user:b", "ip:1.2.3.4"]) == 0
-    limiter.failed(["user:b", "ip:1.2.3.4"])
-    assert limiter.retry_after(["user:c", "ip:1.2.3.4"]) > 0
-    now[0] += 61
-    assert limiter.retry_after(keys) == 0
 
 
 def test_cxrmap_trainer_trains_and_predicts_masks(tmp_path):

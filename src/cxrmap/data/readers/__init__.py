@@ -36,7 +36,7 @@ from cxrmap.data.readers.common import (
     pair_masks,
 )
 from cxrmap.data.readers.folder import index_files, index_folder_pair
-from cxrmap.data.readers.layouts import LAYOUTS, find_layouts, index_dataset
+from cxrmap.data.readers.layouts import LAYOUTS, find_layouts, index_dataset, infection_folders
 
 __all__ = [
     "LAYOUTS",
@@ -49,6 +49,7 @@ __all__ = [
     "index_dataset",
     "index_files",
     "index_folder_pair",
+    "infection_folders",
     "list_images",
     "pair_masks",
 ]

@@ -88,3 +88,14 @@ def collect_covid_qu_ex(folder: Path) -> Collected:
                     )
                 )
     return out
+
+
+def covid_image_folders(folder: Path) -> list[tuple[Path, Path | None]]:
+    """Each split's ``COVID-19/images`` folder with its ``infection masks`` folder (None where absent)."""
+    pairs = []
+    for split_key, split_dir in subfolders(folder).items():
+        class_dir = subfolders(split_dir).get("covid_19") if split_key in _QU_EX_SPLITS else None
+        image_dir = child_folder(class_dir, "images") if class_dir is not None else None
+        if image_dir is not None:
+            pairs.append((image_dir, child_folder(class_dir, "infection masks")))
+    return pairs

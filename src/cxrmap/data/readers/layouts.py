@@ -7,9 +7,9 @@ from pathlib import Path
 
 from cxrmap.core.errors import DataError
 from cxrmap.data.readers.checks import finish
-from cxrmap.data.readers.common import Collected, IndexResult, absolute, loose_key, subfolders
+from cxrmap.data.readers.common import Collected, IndexResult, absolute, child_folder, loose_key, subfolders
 from cxrmap.data.readers.control_groups import collect_control_group_i, collect_control_group_ii
-from cxrmap.data.readers.covid_qu_ex import collect_covid_qu_ex, qu_ex_kind
+from cxrmap.data.readers.covid_qu_ex import collect_covid_qu_ex, covid_image_folders, qu_ex_kind
 from cxrmap.data.readers.qata import QATA_SETS, collect_qata_set
 
 LAYOUTS = {
@@ -70,6 +70,27 @@ def find_layouts(root: str | os.PathLike) -> tuple[list[tuple[str, Path]], list[
 
     visit(Path(root), 0)
     return sorted(found, key=lambda item: str(item[1])), warnings
+
+
+def infection_folders(
+    root: str | os.PathLike,
+) -> tuple[list[tuple[Path, Path | None, tuple[str, ...]]], list[str]]:
+    """The COVID-19 image folders under ``root`` that :func:`find_layouts` recognises, with their
+    infection masks: ``[(image folder, infection-mask folder or None, mask name prefixes)]`` and warnings.
+
+    QaTa-COV19 (v1, v2): every ``Images`` + ``Ground-truths`` pair; COVID-QU-Ex: the ``COVID-19/images`` +
+    ``COVID-19/infection masks`` of each split (its control classes carry no infection to annotate).
+    """
+    layouts, warnings = find_layouts(root)
+    folders: list[tuple[Path, Path | None, tuple[str, ...]]] = []
+    for name, folder in layouts:
+        if name.startswith("qata"):
+            folders.append(
+                (child_folder(folder, "Images"), child_folder(folder, "Ground-truths"), ("mask_", ""))
+            )
+        elif name == "covid-qu-ex":
+            folders.extend((images, masks, ("", "mask_")) for images, masks in covid_image_folders(folder))
+    return folders, warnings
 
 
 def _index_layouts(

@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from cxrmap import __version__
 from cxrmap.core.citation import cite_in
 from cxrmap.core.errors import NotFoundError
-from cxrmap.serving.annotate import api, auth
+from cxrmap.serving.annotate import api, auth, workflow
 from cxrmap.serving.annotate.db import SCHEMA_VERSION, Database, default_url
 from cxrmap.serving.annotate.jobs import JobWorker
 from cxrmap.serving.annotate.training import Trainer, cxrmap_trainer
@@ -72,7 +72,7 @@ class Server:
         self.secret = auth.load_or_create_secret(self.project_dir)
         self.db = Database(db_url or default_url(self.project_dir))
         self.hasher = auth.make_hasher(fast=fast_hash)
-        self.limiter = auth.RateLimiter(login_limits)
+        self.limiter = auth.RateLimiter(login_limits, db=self.db)
         self.secure_cookies = secure_cookies
         self.max_pixels = max_pixels
         self.worker = JobWorker(self.db, self.project_dir, trainer or cxrmap_trainer) if worker else None
@@ -83,6 +83,12 @@ class Server:
             self.worker.wake()
 
     def start(self) -> None:
+        """Remove drawn-mask files a killed server never committed, then start the job worker."""
+        orphans = workflow.remove_orphan_drawn(self.db, self.project_dir)
+        if orphans:
+            logger.warning(
+                "removed %d drawn-mask file(s) of submissions a previous server never committed", orphans
+            )
         if self.worker is not None:
             self.worker.start()
 

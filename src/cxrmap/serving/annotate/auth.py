@@ -13,25 +13,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import math
 import os
 import re
 import secrets
 import stat
 import threading
 import time
-from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from cxrmap.core.errors import CxrmapError
-from cxrmap.serving.annotate.db import User
+from cxrmap.serving.annotate.db import Database, LoginLimit, User
 from cxrmap.serving.annotate.errors import WorkflowConflict
 
 ROLES = ("admin", "reviewer")
@@ -164,46 +166,104 @@ class Principal:
 
 
 class RateLimiter:
-    """Failed login attempts per key (``user:NAME``, ``ip:ADDRESS``) in a sliding window.
+    """Failed logins per account (``user:NAME``) and per address (``ip:ADDRESS``), kept in the database
+    (``login_limits``) so that a restart forgets nothing.
+
+    - An account gets ``limits["user"]`` free failures, then waits :data:`BACKOFF` s, doubling with each
+      further failure up to ``window`` s; a successful login, or ``window`` s without a failure, clears it.
+    - An address may fail at a steady rate of ``limits["ip"]`` per ``window`` s (a leaky bucket of that
+      size): past it, every attempt from the address waits its turn, which delays but never locks out
+      another account's owner (an admin) logging in from the same address.
 
     Args:
-        limits: key prefix -> most failures allowed in ``window`` seconds.
+        limits: ``{"user": free failures per account, "ip": failures per window per address}``.
         window: seconds.
+        db: the :class:`~cxrmap.serving.annotate.db.Database` holding the state; None keeps it in memory.
+        clock: wall-clock seconds (a stored time must survive a restart).
     """
 
-    def __init__(self, limits: dict[str, int] | None = None, window: float = 900.0) -> None:
-        self.limits = limits or {"user": 5, "ip": 20}
+    def __init__(
+        self,
+        limits: dict[str, int] | None = None,
+        window: float = 900.0,
+        db: Database | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.limits = {"user": 5, "ip": 20, **(limits or {})}
         self.window = float(window)
-        self._failures: dict[str, deque[float]] = {}
+        self.db = db
+        self.clock = clock
+        self._memory: dict[str, LoginLimit] = {}
         self._lock = threading.Lock()
 
-    def _prune(self, key: str, now: float) -> deque[float]:
-        times = self._failures.setdefault(key, deque())
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        return times
+    @contextlib.contextmanager
+    def _records(self, keys: list[str], write: bool) -> Iterator[dict[str, LoginLimit]]:
+        """The state of ``keys`` (fresh rows for unknown keys), saved at the end when ``write``."""
+        if self.db is None:
+            with self._lock:
+                yield {key: self._memory.setdefault(key, _fresh(key)) for key in keys}
+            return
+        with self.db.session(write=write) as session:
+            query = select(LoginLimit).where(LoginLimit.key.in_(keys))
+            found = {r.key: r for r in session.scalars(query.with_for_update() if write else query)}
+            for key in keys:
+                if key not in found:
+                    found[key] = _fresh(key)
+                    if write:
+                        session.add(found[key])
+            yield found
+
+    def _wait(self, record: LoginLimit, now: float) -> float:
+        kind = record.key.split(":", 1)[0]
+        if kind == "ip":
+            rate = self.limits["ip"] / self.window
+            return (_leaked(record, now, rate) - (self.limits["ip"] - 1)) / rate
+        return record.blocked_until - now
 
     def retry_after(self, keys: list[str]) -> int:
         """Seconds to wait before another attempt under any of ``keys`` (0: go ahead)."""
-        now = time.monotonic()
-        wait = 0.0
-        with self._lock:
-            for key in keys:
-                limit = self.limits.get(key.split(":", 1)[0])
-                times = self._prune(key, now)
-                if limit is not None and len(times) >= limit:
-                    wait = max(wait, times[len(times) - limit] + self.window - now)
-        return int(wait) + 1 if wait > 0 else 0
+        now = self.clock()
+        with self._records(keys, write=False) as records:
+            wait = max((self._wait(record, now) for record in records.values()), default=0.0)
+        return math.ceil(wait) if wait > 0 else 0
 
     def failed(self, keys: list[str]) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for key in keys:
-                self._prune(key, now).append(now)
+        """Count a failed login under ``keys``."""
+        now = self.clock()
+        with self._records(keys, write=True) as records:
+            for key, record in records.items():
+                if key.startswith("ip:"):
+                    record.level = _leaked(record, now, self.limits["ip"] / self.window) + 1
+                else:
+                    if now - record.updated_at > self.window:
+                        record.failures = 0
+                    record.failures += 1
+                    over = record.failures - self.limits["user"]
+                    if over >= 0:
+                        record.blocked_until = now + min(self.window, BACKOFF * 2.0 ** min(over, 30))
+                record.updated_at = now
 
     def succeeded(self, key: str) -> None:
-        with self._lock:
-            self._failures.pop(key, None)
+        """Clear an account's failures after its owner logged in."""
+        if self.db is None:
+            with self._lock:
+                self._memory.pop(key, None)
+            return
+        with self.db.session(write=True) as session:
+            session.execute(delete(LoginLimit).where(LoginLimit.key == key))
+
+
+BACKOFF = 2.0
+"""Seconds an account waits after its free failures; doubled with each further failure."""
+
+
+def _fresh(key: str) -> LoginLimit:
+    return LoginLimit(key=key, failures=0, level=0.0, updated_at=0.0, blocked_until=0.0)
+
+
+def _leaked(record: LoginLimit, now: float, rate: float) -> float:
+    """An address's bucket level now: its failures, drained at ``rate`` per second since the last one."""
+    return max(0.0, record.level - max(0.0, now - record.updated_at) * rate)
 
 
 def create_user(db, hasher, username: str, password: str, role: str) -> int:

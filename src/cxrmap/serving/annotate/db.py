@@ -5,9 +5,10 @@ review survives a power cut, write transactions opened with ``BEGIN IMMEDIATE`` 
 instead of failing), PostgreSQL by URL (``postgresql+psycopg://user@host/db``; row locks with
 ``SELECT ... FOR UPDATE`` serialise the claims and submissions of one image).
 
-Tables: ``schema_version``, ``users``, ``auth_sessions``, ``projects``, ``members``, ``images``, ``rounds``,
-``candidates``, ``reviews``, ``drafts``, ``accepted_masks`` (one row per image at most: a unique constraint),
-``jobs``.
+Tables: ``schema_version``, ``users``, ``auth_sessions``, ``login_limits``, ``projects``, ``members``,
+``images``, ``rounds``, ``candidates``, ``reviews``, ``drafts``, ``accepted_masks`` (one row per image at
+most: a unique constraint), ``jobs``. JSON values are SQLAlchemy ``JSON`` columns, states are enumerations
+checked by SQLAlchemy (plain VARCHARs in the database).
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     DateTime,
+    Enum,
     Float,
     ForeignKey,
     Integer,
@@ -32,16 +35,20 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    func,
     inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from cxrmap.core.errors import CxrmapError
 
-SCHEMA_VERSION = 1
-"""The schema this code reads and writes; stored in the ``schema_version`` table."""
+SCHEMA_VERSION = 2
+"""The schema this code reads and writes; stored in the ``schema_version`` table. Version 2 (JSON and
+enumerated columns, the ``login_limits`` table) upgrades a version-1 database in place
+(:func:`upgrade_1_to_2`)."""
 
 DB_FILE = "annotate.db"
 
@@ -64,6 +71,28 @@ class Base(DeclarativeBase):
     pass
 
 
+def _enum(*values: str) -> Enum:
+    """A state column: a VARCHAR(16) whose values are checked against ``values`` by SQLAlchemy (no database
+    type or constraint, so that a version-1 column already has this type)."""
+    return Enum(*values, native_enum=False, length=16, validate_strings=True, create_constraint=False)
+
+
+ROLE = _enum("admin", "reviewer")
+IMAGE_STATUS = _enum("new", "pending", "accepted")
+ORIGIN = _enum("manual", "model")
+REVIEW_STATUS = _enum("open", "done", "withdrawn")
+DECISION = _enum("choose", "reject")
+JOB_KIND = _enum("import", "stage1", "stage2", "export")
+JOB_STATE = _enum("queued", "running", "done", "failed", "cancelled")
+JSON_COLUMNS = {
+    "projects": {"source": "{}"},
+    "reviews": {"order": "[]", "labels": "[]", "tokens": "[]"},
+    "drafts": {"state": "{}"},
+    "jobs": {"params": "{}", "result": "{}"},
+}
+"""The columns that version 1 kept as JSON text, and the value of an empty one."""
+
+
 class SchemaVersion(Base):
     __tablename__ = "schema_version"
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -74,7 +103,7 @@ class User(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
-    role: Mapped[str] = mapped_column(String(16))  # admin | reviewer
+    role: Mapped[str] = mapped_column(ROLE)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -90,12 +119,23 @@ class AuthSession(Base):
     last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class LoginLimit(Base):
+    """The login rate limiter's state of one key (``user:NAME`` or ``ip:ADDRESS``); times in epoch seconds."""
+
+    __tablename__ = "login_limits"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    level: Mapped[float] = mapped_column(Float, default=0.0)
+    updated_at: Mapped[float] = mapped_column(Float, default=0.0)
+    blocked_until: Mapped[float] = mapped_column(Float, default=0.0)
+
+
 class Project(Base):
     __tablename__ = "projects"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
     reviews_per_image: Mapped[int] = mapped_column(Integer, default=1)
-    source: Mapped[str] = mapped_column(Text, default="{}")  # JSON: where the images came from
+    source: Mapped[dict] = mapped_column(JSON, default=dict)  # where the images came from
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -120,7 +160,7 @@ class Image(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     manual_path: Mapped[str] = mapped_column(Text, default="")  # the doctors' mask (relative to DIR), if any
-    status: Mapped[str] = mapped_column(String(16), default="new", index=True)
+    status: Mapped[str] = mapped_column(IMAGE_STATUS, default="new", index=True)
     round_id: Mapped[int | None] = mapped_column(ForeignKey("rounds.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -144,7 +184,7 @@ class Candidate(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
     round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id", ondelete="CASCADE"), index=True)
     stage: Mapped[int] = mapped_column(Integer)
-    origin: Mapped[str] = mapped_column(String(16))  # manual | model
+    origin: Mapped[str] = mapped_column(ORIGIN)
     model: Mapped[str] = mapped_column(String(128), default="")
     fold: Mapped[int | None] = mapped_column(Integer, nullable=True)
     mask_path: Mapped[str] = mapped_column(Text)  # relative to DIR; random file name
@@ -154,8 +194,8 @@ class Candidate(Base):
 class Review(Base):
     """One reviewer's blinded review of one image's candidates in one round.
 
-    ``order`` (JSON list of candidate ids) is the shuffled order shown, ``labels`` and ``tokens`` (JSON
-    lists) the labels (A, B, ...) and the opaque per-review candidate tokens at those positions.
+    ``order`` (list of candidate ids) is the shuffled order shown, ``labels`` and ``tokens`` (lists) the
+    labels (A, B, ...) and the opaque per-review candidate tokens at those positions.
     ``status``: ``open``, ``done`` or ``withdrawn`` (the image was completed by others meanwhile).
     """
 
@@ -166,11 +206,11 @@ class Review(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
     round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id", ondelete="CASCADE"), index=True)
     reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    order: Mapped[str] = mapped_column(Text)
-    labels: Mapped[str] = mapped_column(Text)
-    tokens: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default="open", index=True)
-    decision: Mapped[str | None] = mapped_column(String(16), nullable=True)  # choose | reject
+    order: Mapped[list] = mapped_column(JSON)
+    labels: Mapped[list] = mapped_column(JSON)
+    tokens: Mapped[list] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(REVIEW_STATUS, default="open", index=True)
+    decision: Mapped[str | None] = mapped_column(DECISION, nullable=True)
     choice_id: Mapped[int | None] = mapped_column(ForeignKey("candidates.id"), nullable=True)
     choice_position: Mapped[int | None] = mapped_column(Integer, nullable=True)
     start_from_id: Mapped[int | None] = mapped_column(ForeignKey("candidates.id"), nullable=True)
@@ -187,7 +227,7 @@ class Draft(Base):
     __tablename__ = "drafts"
     review_id: Mapped[int] = mapped_column(ForeignKey("reviews.id", ondelete="CASCADE"), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
-    state: Mapped[str] = mapped_column(Text)
+    state: Mapped[Any] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -199,7 +239,7 @@ class Accepted(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), unique=True)
     round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id"))
     stage: Mapped[int] = mapped_column(Integer)
-    decision: Mapped[str] = mapped_column(String(16))  # choose | reject
+    decision: Mapped[str] = mapped_column(DECISION)
     candidate_id: Mapped[int | None] = mapped_column(ForeignKey("candidates.id"), nullable=True)
     review_id: Mapped[int] = mapped_column(ForeignKey("reviews.id"))
     mask_path: Mapped[str] = mapped_column(Text)
@@ -212,23 +252,18 @@ class Job(Base):
     __tablename__ = "jobs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[str] = mapped_column(String(16))
-    params: Mapped[str] = mapped_column(Text, default="{}")
-    state: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    kind: Mapped[str] = mapped_column(JOB_KIND)
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(JOB_STATE, default="queued", index=True)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     message: Mapped[str] = mapped_column(Text, default="")
     error: Mapped[str] = mapped_column(Text, default="")
-    result: Mapped[str] = mapped_column(Text, default="{}")
+    result: Mapped[dict] = mapped_column(JSON, default=dict)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
-
-
-def loads(text: str | None, default: Any = None) -> Any:
-    """JSON column value (``default`` for empty)."""
-    return json.loads(text) if text else default
 
 
 def default_url(project_dir: str | Path) -> str:
@@ -304,6 +339,9 @@ class Database:
         with self.session() as session:
             versions = session.scalars(select(SchemaVersion.version)).all()
         found = max(versions) if versions else None
+        if found == 1:
+            upgrade_1_to_2(self)
+            found = 2
         if found != SCHEMA_VERSION:
             if found is None or found < SCHEMA_VERSION:
                 hint = (
@@ -349,3 +387,50 @@ class Database:
         self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             self.read_engine.dispose()
+
+
+def upgrade_1_to_2(db: Database) -> None:
+    """Upgrade a version-1 database in place, in one transaction: empty JSON texts become their empty
+    value, every JSON text is checked, PostgreSQL's JSON columns change type, ``login_limits`` is created.
+
+    Raises:
+        SchemaError: a row holds text that is not JSON, or a state outside its enumeration.
+    """
+    with db.write_engine.connect() as connection, connection.begin():
+        if not db.is_sqlite:  # SQLite's BEGIN IMMEDIATE already keeps a second server waiting
+            connection.execute(text("LOCK TABLE schema_version IN EXCLUSIVE MODE"))
+        if connection.execute(select(func.max(SchemaVersion.version))).scalar() != 1:
+            return  # another server upgraded it meanwhile
+        for table, columns in JSON_COLUMNS.items():
+            for column, empty in columns.items():
+                quoted = connection.dialect.identifier_preparer.quote(column)
+                connection.execute(
+                    text(f"UPDATE {table} SET {quoted} = :empty WHERE {quoted} IS NULL OR {quoted} = ''"),
+                    {"empty": empty},
+                )
+                for value in connection.execute(text(f"SELECT {quoted} FROM {table}")).scalars():
+                    try:
+                        json.loads(value)
+                    except ValueError:
+                        raise SchemaError(
+                            f"cannot upgrade {db.safe_url}: a row of {table}.{column} is not JSON "
+                            f"({value[:60]!r}); repair or delete that row, then start again"
+                        ) from None
+                if not db.is_sqlite:
+                    connection.execute(
+                        text(f"ALTER TABLE {table} ALTER COLUMN {quoted} TYPE JSON USING {quoted}::json")
+                    )
+        for table in Base.metadata.sorted_tables:
+            for column in table.columns:
+                if isinstance(column.type, Enum):
+                    allowed = set(column.type.enums)
+                    quoted = connection.dialect.identifier_preparer.quote(column.name)
+                    query = text(f"SELECT DISTINCT {quoted} FROM {table.name}")
+                    found = set(connection.execute(query).scalars()) - {None}
+                    if found - allowed:
+                        raise SchemaError(
+                            f"cannot upgrade {db.safe_url}: {table.name}.{column.name} holds "
+                            f"{sorted(found - allowed)}, not one of {sorted(allowed)}"
+                        )
+        LoginLimit.__table__.create(connection, checkfirst=True)
+        connection.execute(SchemaVersion.__table__.insert().values(version=2))

@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 
 from cxrmap.core.errors import CxrmapError
 from cxrmap.serving.annotate import export, projects, workflow
-from cxrmap.serving.annotate.db import Database, Job, iso, loads, utcnow
+from cxrmap.serving.annotate.db import Database, Job, iso, utcnow
 from cxrmap.serving.annotate.errors import not_found
 from cxrmap.serving.annotate.training import JobCancelled, Trainer
 
@@ -36,7 +36,7 @@ def enqueue(db: Database, project_id: int | None, kind: str, params: dict) -> in
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r}")
     with db.session(write=True) as session:
-        job = Job(project_id=project_id, kind=kind, params=json.dumps(params))
+        job = Job(project_id=project_id, kind=kind, params=params)
         session.add(job)
         session.flush()
         return job.id
@@ -51,7 +51,7 @@ def job_dict(job: Job) -> dict:
         "progress": round(float(job.progress), 4),
         "message": job.message,
         "error": job.error,
-        "result": loads(job.result, {}),
+        "result": job.result or {},
         "attempts": job.attempts,
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),
@@ -155,7 +155,7 @@ def run_job(db: Database, project_dir: str | Path, trainer: Trainer, job_id: int
 
     with db.session() as session:
         job = session.get(Job, job_id)
-        kind, params, project_id = job.kind, loads(job.params, {}), job.project_id
+        kind, params, project_id = job.kind, job.params or {}, job.project_id
     report = Reporter(db, job_id, listener)
     state, error, result = "done", "", {}
     try:
@@ -177,7 +177,7 @@ def run_job(db: Database, project_dir: str | Path, trainer: Trainer, job_id: int
     with db.session(write=True) as session:
         job = session.get(Job, job_id)
         job.state, job.error, job.finished_at = state, error[:2000], utcnow()
-        job.result = json.dumps(result, default=str)
+        job.result = json.loads(json.dumps(result, default=str))
         if state == "done":
             job.progress, job.message = 1.0, "done"
         return job_dict(job)

@@ -84,23 +84,42 @@ def encode_rle(mask: np.ndarray) -> list[int]:
 def decode_rle(counts: list[int], width: int, height: int) -> np.ndarray:
     """The (height, width) boolean mask of :func:`encode_rle`'s run lengths.
 
+    The counts are checked as Python integers before any array is made (a sum that wraps in 64 bits
+    would make ``np.repeat`` write past its buffer): each a whole number from 0 to ``width * height``, at
+    most ``width * height + 1`` of them, their running total never above ``width * height`` and their
+    sum exactly that.
+
     Raises:
-        MaskError: a negative or non-integer count, or counts that do not sum to ``width * height``.
+        MaskError: a negative, too large or non-integer count, too many counts, or counts that do not
+            sum to ``width * height``.
     """
+    pixels = width * height
     if not isinstance(counts, list) or not all(
         isinstance(c, int) and not isinstance(c, bool) for c in counts
     ):
         raise MaskError("mask.counts must be a list of whole numbers (run lengths)")
-    values = np.asarray(counts, np.int64)
-    if (values < 0).any():
-        raise MaskError("mask.counts holds a negative run length")
-    if int(values.sum()) != width * height:
+    if len(counts) > pixels + 1:
         raise MaskError(
-            f"mask.counts sum to {int(values.sum())} pixels but the mask is {width} x {height} = "
-            f"{width * height} pixels; send one run length per run over the whole image, row by row"
+            f"mask.counts holds {len(counts):,} run lengths but a {width} x {height} mask has at most "
+            f"{pixels + 1:,} (a leading 0, then one per pixel)"
         )
-    runs = np.arange(len(values)) % 2 == 1
-    return np.repeat(runs, values).reshape(height, width)
+    if any(count < 0 for count in counts):
+        raise MaskError("mask.counts holds a negative run length")
+    total = 0
+    for count in counts:
+        total += count
+        if total > pixels:
+            raise MaskError(
+                f"mask.counts sum to more than the {width} x {height} = {pixels:,} pixels of the mask; "
+                "send one run length per run over the whole image, row by row"
+            )
+    if total != pixels:
+        raise MaskError(
+            f"mask.counts sum to {total} pixels but the mask is {width} x {height} = "
+            f"{pixels} pixels; send one run length per run over the whole image, row by row"
+        )
+    runs = np.arange(len(counts)) % 2 == 1
+    return np.repeat(runs, np.asarray(counts, np.int64)).reshape(height, width)
 
 
 def decode_png_mask(data: bytes, max_pixels: int) -> np.ndarray:

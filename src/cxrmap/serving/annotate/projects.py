@@ -4,15 +4,17 @@ Two sources (paper Sec. II-B starts from images of which a subset carries hand-d
 
 - ``{"kind": "folder", "images": DIR, "masks": DIR | None}``: a plain folder of radiographs, masks named
   ``X.png`` or ``mask_X.png`` in the masks folder (optional, any subset);
-- ``{"kind": "tree", "root": DIR}``: every QaTa-COV19-style ``Images`` + ``Ground-truths`` pair found under
-  ``DIR`` (v1 or v2 layout, :func:`cxrmap.data.readers.find_layouts`), masks optional.
+- ``{"kind": "tree", "root": DIR}``: the COVID-19 images of every layout ``cxrmap index`` recognises under
+  ``DIR`` that carries infection masks (QaTa-COV19 v1/v2, COVID-QU-Ex;
+  :func:`cxrmap.data.readers.infection_folders`), masks optional.
 
-The import is resumable: images already in the project are skipped, so a re-run after a crash completes it.
+A project is created only for a source that holds radiographs, and :func:`import_project` removes it again
+when its import fails, so a failed import leaves no empty project (nor its name taken). The import is
+resumable: images already in the project are skipped, so a re-run after a crash completes it.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -64,26 +66,26 @@ def find_pairs(source: dict) -> tuple[list[tuple[Path, Path | None]], list[str]]
 
     source = check_source(source)
     if source["kind"] == "folder":
-        folders = [(Path(source["images"]), Path(source["masks"]) if source["masks"] else None)]
+        masks = Path(source["masks"]) if source["masks"] else None
+        folders, warnings = [(Path(source["images"]), masks, ("mask_", ""))], []
     else:
-        layouts, _ = readers.find_layouts(source["root"])
-        folders = [
-            (readers.child_folder(folder, "Images"), readers.child_folder(folder, "Ground-truths"))
-            for name, folder in layouts
-            if name.startswith("qata")
-        ]
+        folders, warnings = readers.infection_folders(source["root"])
     pairs: list[tuple[Path, Path | None]] = []
-    warnings: list[str] = []
-    for image_dir, mask_dir in folders:
+    for image_dir, mask_dir, prefixes in folders:
         images, skipped = readers.list_images(image_dir)
-        matched, mask_skipped, mask_warnings = readers.pair_masks(images, mask_dir, ("mask_", ""), "mask")
+        matched, mask_skipped, mask_warnings = readers.pair_masks(images, mask_dir, prefixes, "mask")
         warnings += [f"skipped {path}: {why}" for path, why in skipped + mask_skipped] + mask_warnings
         pairs += [(image, matched.get(image)) for image in images]
-    if not pairs:
-        where = source.get("images") or source.get("root")
+    if not pairs and source["kind"] == "folder":
         raise DataError(
-            f"no radiograph (PNG, JPEG or DICOM) was found in {where}; a tree import looks for "
-            "QaTa-COV19-style Images/ + Ground-truths/ folders"
+            f"no radiograph (PNG, JPEG or DICOM) was found in the images folder {source['images']}; "
+            "give the folder that holds the image files themselves"
+        )
+    if not pairs:
+        raise DataError(
+            f"no COVID-19 radiograph was found under {source['root']}: a tree import reads "
+            f"{readers.LAYOUTS['qata-cov19-v1']}; {readers.LAYOUTS['qata-cov19-v2']}; or "
+            f"{readers.LAYOUTS['covid-qu-ex']} (its COVID-19 images); for a plain folder use --images"
         )
     return pairs, warnings
 
@@ -93,19 +95,20 @@ def create_project(db: Database, name: str, source: dict, reviews_per_image: int
 
     Raises:
         WorkflowError: the name is taken or empty, or ``reviews_per_image`` is not in 1..20.
-        DataError: a bad source.
+        DataError: a bad source, or one that holds no radiograph (then no project is made).
     """
     name = (name or "").strip()
     if not name or len(name) > 128:
         raise WorkflowError("a project needs a name of 1 to 128 characters", code="invalid_name")
     check_reviews_per_image(reviews_per_image)
     source = check_source(source)
+    find_pairs(source)
     with db.session(write=True) as session:
         if session.scalar(select(Project.id).where(Project.name == name)) is not None:
             raise WorkflowConflict(
                 f"a project named {name!r} exists already; choose another name", code="name_taken"
             )
-        project = Project(name=name, reviews_per_image=reviews_per_image, source=json.dumps(source))
+        project = Project(name=name, reviews_per_image=reviews_per_image, source=source)
         session.add(project)
         session.flush()
         return project.id
@@ -153,52 +156,58 @@ def import_images(
         project = session.get(Project, project_id)
         if project is None:
             raise not_found(f"project {project_id}")
-        source = json.loads(project.source)
+        source = project.source
         present = set(session.scalars(select(Image.name).where(Image.project_id == project_id)))
     pairs, warnings = find_pairs(source)
     names = unique_names([image for image, _ in pairs])
     added = manual = 0
     batch: list[Image] = []
-    for i, ((image_path, mask_path), name) in enumerate(zip(pairs, names, strict=True)):
-        if progress and i % 20 == 0:
-            progress(i / len(pairs), f"importing image {i + 1} of {len(pairs)}")
-        if name in present:
-            continue
-        try:
-            info = check_image(image_path)
-        except DataError as error:
-            warnings.append(f"skipped {image_path}: {error}")
-            continue
-        manual_path = ""
-        if mask_path is not None:
+    try:
+        for i, ((image_path, mask_path), name) in enumerate(zip(pairs, names, strict=True)):
+            if progress and i % 20 == 0:
+                progress(i / len(pairs), f"importing image {i + 1} of {len(pairs)}")
+            if name in present:
+                continue
             try:
-                mask = read_mask(mask_path)
+                info = check_image(image_path)
             except DataError as error:
-                warnings.append(f"manual mask {mask_path} left out: {error}")
-            else:
-                if mask.shape == (info.height, info.width):
-                    manual_path = save_mask(project_dir, "manual", mask)
-                    manual += 1
+                warnings.append(f"skipped {image_path}: {error}")
+                continue
+            manual_path = ""
+            if mask_path is not None:
+                try:
+                    mask = read_mask(mask_path)
+                except DataError as error:
+                    warnings.append(f"manual mask {mask_path} left out: {error}")
                 else:
-                    warnings.append(
-                        f"manual mask {mask_path} left out: it is {mask.shape[1]} x {mask.shape[0]} but its "
-                        f"image is {info.width} x {info.height}"
-                    )
-        batch.append(
-            Image(
-                project_id=project_id,
-                name=name,
-                path=str(image_path),
-                width=info.width,
-                height=info.height,
-                manual_path=manual_path,
+                    if mask.shape == (info.height, info.width):
+                        manual_path = save_mask(project_dir, "manual", mask)
+                        manual += 1
+                    else:
+                        warnings.append(
+                            f"manual mask {mask_path} left out: it is {mask.shape[1]} x {mask.shape[0]} "
+                            f"but its image is {info.width} x {info.height}"
+                        )
+            batch.append(
+                Image(
+                    project_id=project_id,
+                    name=name,
+                    path=str(image_path),
+                    width=info.width,
+                    height=info.height,
+                    manual_path=manual_path,
+                )
             )
-        )
-        added += 1
-        if len(batch) >= BATCH:
-            _insert(db, batch)
-            batch = []
-    _insert(db, batch)
+            added += 1
+            if len(batch) >= BATCH:
+                _insert(db, batch)
+                batch = []
+        _insert(db, batch)
+    except BaseException:  # the files of rows never written would be orphans
+        for image in batch:
+            if image.manual_path:
+                (Path(project_dir) / image.manual_path).unlink(missing_ok=True)
+        raise
     with db.session() as session:
         total = session.scalar(select(func.count()).select_from(Image).where(Image.project_id == project_id))
     return {"images": added, "with_manual": manual, "total": int(total or 0), "warnings": warnings[:200]}
@@ -208,6 +217,20 @@ def _insert(db: Database, images: list[Image]) -> None:
     if images:
         with db.session(write=True) as session:
             session.add_all(images)
+
+
+def delete_project(db: Database, project_dir: str | Path, project_id: int) -> None:
+    """Remove a project whose import failed: its row, its images' rows (cascade) and its manual mask files."""
+    with db.session(write=True) as session:
+        project = session.get(Project, project_id)
+        if project is None:
+            return
+        files = [
+            p for p in session.scalars(select(Image.manual_path).where(Image.project_id == project_id)) if p
+        ]
+        session.delete(project)
+    for relative in files:
+        (Path(project_dir) / relative).unlink(missing_ok=True)
 
 
 def set_member(db: Database, project_id: int, user_id: int, member: bool) -> None:

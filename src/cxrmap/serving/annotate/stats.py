@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
-from cxrmap.serving.annotate.db import Accepted, Candidate, Database, Image, Project, Review, Round, loads
+from cxrmap.serving.annotate.db import Accepted, Candidate, Database, Image, Project, Review, Round
 from cxrmap.serving.annotate.errors import not_found
 from cxrmap.serving.annotate.jobs import list_jobs
 from cxrmap.serving.annotate.masks import dice, load_mask
@@ -168,7 +168,7 @@ def dashboard(db: Database, project_dir: str | Path, project_id: int, with_dice:
     won: Counter = Counter()
     for review in reviews:
         stage = rounds[review.round_id]
-        for candidate_id in loads(review.order, []):
+        for candidate_id in review.order:
             candidate = candidates[candidate_id]
             if candidate.origin == "model":
                 shown[(stage, candidate.model)] += 1
@@ -210,9 +210,7 @@ def dashboard(db: Database, project_dir: str | Path, project_id: int, with_dice:
         "fleiss_kappa": None if kappa is None else round(kappa, 4),
         "mean_pairwise_dice": round(float(np.mean(pairwise)), 4) if pairwise else None,
     }
-    bias = position_bias(
-        [(r.choice_position, len(loads(r.order, []))) for r in reviews if r.decision == "choose"]
-    )
+    bias = position_bias([(r.choice_position, len(r.order)) for r in reviews if r.decision == "choose"])
     return {
         "project": {"id": project.id, "name": project.name, "reviews_per_image": project.reviews_per_image},
         "progress": {

@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import json
 import secrets
+import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -47,11 +48,11 @@ from cxrmap.serving.annotate.db import (
     Review,
     Round,
     iso,
-    loads,
     utcnow,
 )
 from cxrmap.serving.annotate.errors import WorkflowConflict, WorkflowError, not_found
 from cxrmap.serving.annotate.masks import (
+    MASK_DIR,
     MaskError,
     decode_mask_upload,
     load_mask,
@@ -458,9 +459,9 @@ def next_review(db: Database, project_id: int, user_id: int) -> dict | None:
                 image_id=image.id,
                 round_id=image.round_id,
                 reviewer_id=user_id,
-                order=json.dumps(ids),
-                labels=json.dumps(_labels(len(ids))),
-                tokens=json.dumps(["c_" + secrets.token_hex(12) for _ in ids]),
+                order=ids,
+                labels=_labels(len(ids)),
+                tokens=["c_" + secrets.token_hex(12) for _ in ids],
             )
             session.add(review)
             session.flush()
@@ -484,7 +485,7 @@ def review_item(session, review: Review) -> dict:
     image = session.get(Image, review.image_id)
     project = session.get(Project, image.project_id)
     base = f"{API}/reviews/{review.token}"
-    tokens, labels = loads(review.tokens, []), loads(review.labels, [])
+    tokens, labels = review.tokens, review.labels
     candidates = [
         {
             "label": label,
@@ -497,7 +498,7 @@ def review_item(session, review: Review) -> dict:
     draft = session.get(Draft, review.id)
     submission = None
     if review.status == "done":
-        order = loads(review.order, [])
+        order = review.order
         start = tokens[order.index(review.start_from_id)] if review.start_from_id in order else None
         if review.decision == "choose":
             submission = {
@@ -513,7 +514,7 @@ def review_item(session, review: Review) -> dict:
         "status": "submitted" if review.status == "done" else review.status,
         "image": {"url": f"{base}/image.png", "width": image.width, "height": image.height},
         "candidates": candidates,
-        "draft": None if draft is None else {"seq": draft.seq, "state": loads(draft.state)},
+        "draft": None if draft is None else {"seq": draft.seq, "state": draft.state},
         "submission": submission,
         "opened_at": iso(review.opened_at),
         "submitted_at": iso(review.submitted_at),
@@ -558,10 +559,10 @@ def review_image(db: Database, token: str, user_id: int) -> bytes:
 def _candidate_mask(db: Database, project_dir: Path, token: str, ctoken: str, user_id: int):
     with db.session() as session:
         review = _own_review(session, token, user_id)
-        tokens = loads(review.tokens, [])
+        tokens = review.tokens
         if ctoken not in tokens:
             raise not_found("this candidate")
-        candidate = session.get(Candidate, loads(review.order)[tokens.index(ctoken)])
+        candidate = session.get(Candidate, review.order[tokens.index(ctoken)])
         image = session.get(Image, review.image_id)
         return load_mask(project_dir, candidate.mask_path), image.path
 
@@ -589,7 +590,7 @@ def get_draft(db: Database, token: str, user_id: int) -> dict:
         draft = session.get(Draft, review.id)
         if draft is None:
             return {"seq": 0, "state": None, "updated_at": None}
-        return {"seq": draft.seq, "state": loads(draft.state), "updated_at": iso(draft.updated_at)}
+        return {"seq": draft.seq, "state": draft.state, "updated_at": iso(draft.updated_at)}
 
 
 def save_draft(db: Database, token: str, user_id: int, seq: int, state: Any) -> dict:
@@ -618,9 +619,9 @@ def save_draft(db: Database, token: str, user_id: int, seq: int, state: Any) -> 
         if draft is not None and seq < draft.seq:
             return {"saved": False, "seq": draft.seq, "updated_at": iso(draft.updated_at)}
         if draft is None:
-            session.add(Draft(review_id=review.id, seq=seq, state=text, updated_at=now))
+            session.add(Draft(review_id=review.id, seq=seq, state=state, updated_at=now))
         else:
-            draft.seq, draft.state, draft.updated_at = seq, text, now
+            draft.seq, draft.state, draft.updated_at = seq, state, now
         return {"saved": True, "seq": seq, "updated_at": iso(now)}
 
 
@@ -637,8 +638,8 @@ def submit(db: Database, project_dir: Path, token: str, user_id: int, body: dict
     decision = body.get("decision")
     with db.session() as session:
         review = _own_review(session, token, user_id)
-        tokens = loads(review.tokens, [])
-        order = loads(review.order, [])
+        tokens = review.tokens
+        order = review.order
         image = session.get(Image, review.image_id)
         width, height = image.width, image.height
     mask = None
@@ -699,6 +700,35 @@ def submit(db: Database, project_dir: Path, token: str, user_id: int, body: dict
         if drawn is not None and not used:
             with contextlib.suppress(OSError):
                 (Path(project_dir) / drawn).unlink()
+
+
+ORPHAN_GRACE = 60.0
+"""Seconds a drawn-mask file without a row is kept (another server on the folder may be committing it)."""
+
+
+def remove_orphan_drawn(db: Database, project_dir: str | Path, grace: float = ORPHAN_GRACE) -> int:
+    """Delete the drawn-mask files no review refers to (left by a server killed between writing a
+    submission's mask and committing it), older than ``grace`` seconds; return how many.
+
+    A submission writes its mask before the transaction that refers to it commits (a confirmed review
+    never lacks its mask); only a crash in between leaves a file behind, which this sweep removes.
+    """
+    folder = Path(project_dir) / MASK_DIR / "drawn"
+    if not folder.is_dir():
+        return 0
+    with db.session() as session:
+        used = set(session.scalars(select(Review.drawn_path).where(Review.drawn_path.is_not(None))))
+    cutoff = time.time() - grace
+    removed = 0
+    for path in folder.iterdir():
+        relative = f"{MASK_DIR}/drawn/{path.name}"
+        if relative in used or not path.is_file():
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mtime <= cutoff:
+                path.unlink()
+                removed += 1
+    return removed
 
 
 def _outcome(review: Review) -> tuple:
