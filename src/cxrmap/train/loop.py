@@ -203,7 +203,7 @@ class Task:
     Attributes:
         name: the checkpoint's ``task`` (:data:`cxrmap.models.checkpoint.TASKS`).
         stage: the kind of step the progress display and the run's ETA count its epochs as.
-        label: what the progress display calls the run ("" or e.g. ``classifier resnet18``).
+        facts: what the progress display shows of the run on every line (e.g. ``{"encoder": "resnet18"}``).
         channels: the network's outputs, in order (set by :meth:`rows`).
         input_size: the side of the images the network sees (set by :meth:`rows`).
         threshold: the probability from which an output means COVID-19.
@@ -211,7 +211,7 @@ class Task:
 
     name = ""
     stage = "train"
-    label = ""
+    facts: dict[str, str] = {}
     channels: tuple[str, ...] = ()
     input_size = 0
     threshold = 0.5
@@ -297,7 +297,7 @@ class ClassificationTask(Task):
 
     def __init__(self, encoder: str, weights: str | None = None, input_size: int | None = None) -> None:
         self.encoder, self.weights, self.fit = encoder, weights, input_size
-        self.label = f"classifier {encoder}"
+        self.facts = {"encoder": encoder}
         self.criterion = nn.CrossEntropyLoss()
 
     def rows(self, cache, train_idx) -> np.ndarray:
@@ -453,10 +453,13 @@ class _Run:
         )
         self.network.train()
         total, count, sums = 0.0, 0, {}
-        facts = {"epoch": f"{self.epoch + 1}/{self.config.epochs}"}
-        if self.task.label:
-            facts["model"] = self.task.label
-        bar = progress_bar(loader, self.task.stage, progress and c.is_main, **facts)
+        bar = progress_bar(
+            loader,
+            self.task.stage,
+            progress and c.is_main,
+            **self.task.facts,
+            epoch=f"{self.epoch + 1}/{self.config.epochs}",
+        )
         for batch in bar:
             images = self.task.inputs(batch, c.device).contiguous(memory_format=self.memory_format)
             with autocast(c.device, self.amp_dtype):
