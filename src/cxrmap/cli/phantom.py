@@ -29,14 +29,19 @@ def register(app: typer.Typer) -> None:
             help="Share of controls in group II (look-alike findings); the rest are normal.",
         ),
         progress: bool = typer.Option(True, "--progress/--quiet", help="Show a progress bar."),
+        kind: str = typer.Option(
+            "shapes", "--kind", help="shapes: drawn 2D anatomy; ct: rendered from a real chest CT."
+        ),
     ) -> None:
         """Write phantom chest X-rays in the QaTa-COV19 layout, with infection and lung masks."""
         import pandas as pd
 
-        from cxrmap.data.phantom.shapes import METADATA, generate
+        from cxrmap.data.phantom import generate
+        from cxrmap.data.phantom.shapes import METADATA
 
         root = generate(
             out,
+            kind=kind,
             n_covid=n_covid,
             n_control=n_control,
             size=size,
