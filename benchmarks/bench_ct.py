@@ -200,8 +200,8 @@ def main() -> int:
             data = load(
                 ct.generate(
                     tmp / f"s{shortcut}",
-                    n_covid=80,
-                    n_control=80,
+                    n_covid=120,
+                    n_control=120,
                     size=SIZE,
                     seed=SEED + 7,
                     shortcut=shortcut,
