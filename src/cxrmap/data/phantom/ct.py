@@ -431,7 +431,7 @@ def draw(
         else np.zeros((size, size), np.float32)
     )
 
-    ratio = rng.uniform(1.8, 3.2)  # bone to soft tissue
+    ratio = rng.uniform(2.2, 3.6)  # bone to soft tissue
     soft = _resize(soft, size)
     line = MU_WATER * (soft + ratio * _resize(bone, size))
     body = np.clip(soft / 60.0, 0.0, 1.0)
