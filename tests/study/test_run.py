@@ -131,3 +131,15 @@ def test_run_on_data_without_covid_masks_says_why(tmp_path):
     )
     assert result.exit_code != 0
     assert "no COVID-19 images with infection masks" in str(result.exception or result.output)
+
+
+def test_the_ct_phantom_is_the_data_when_asked(tmp_path):
+    from cxrmap.study.run import StudyOptions, prepare_data
+    from cxrmap.train.presets import get_preset
+
+    options = StudyOptions(out=tmp_path, phantom="ct", n_covid=2, n_control=2, progress=False)
+    manifest, data = prepare_data(options, get_preset("quick"), print)
+    assert len(manifest) == 4 and (manifest["label"] == "covid").sum() == 2
+    assert data["kind"] == "phantom" and data["phantom"] == "ct"
+    metadata = (tmp_path / "data" / "phantom-metadata.csv").read_text().splitlines()
+    assert len(metadata) == 5 and "bone" in metadata[0]  # the CT renderer's own columns

@@ -94,6 +94,14 @@ def check_names(value: str | list[str] | None, kind: str, option: str) -> str | 
     return value
 
 
+def check_phantom_kind(value: str) -> str:
+    """Refuse a phantom kind that no generator draws (:data:`cxrmap.data.phantom.GENERATORS`)."""
+    kinds = ("shapes", "ct")
+    if value not in kinds:
+        raise OptionError(f"--phantom {value!r} is no phantom kind; choose from {', '.join(kinds)}")
+    return value
+
+
 def check_out_folder(value: Path | None, option: str = "--out") -> Path | None:
     """An output folder: missing (it is created) or an existing folder, never a file."""
     if value is not None and value.exists() and not value.is_dir():

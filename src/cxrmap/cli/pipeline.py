@@ -9,6 +9,7 @@ import typer
 
 from cxrmap.cli.options import (
     arch_option,
+    check_phantom_kind,
     device_option,
     encoder_option,
     out_folder_option,
@@ -26,6 +27,12 @@ def register(app: typer.Typer) -> None:
         out: Path = out_folder_option("Run folder (default: runs/<date-time>).", None),
         data: Path = typer.Option(
             None, "--data", help="Dataset root in any layout `cxrmap index` reads (default: the phantom)."
+        ),
+        phantom: str = typer.Option(
+            "shapes",
+            "--phantom",
+            callback=check_phantom_kind,
+            help="Without --data, the phantom's kind: shapes (2D, fast) or ct (rendered from a real chest CT).",
         ),
         preset: str = typer.Option("quick", help=f"{preset_help()}."),
         arch: str = arch_option(),
@@ -71,6 +78,7 @@ def register(app: typer.Typer) -> None:
         options = StudyOptions(
             out=run_dir,
             data=data,
+            phantom=phantom,
             preset=preset,
             arch=arch,
             encoder=encoder,

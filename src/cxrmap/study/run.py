@@ -28,7 +28,7 @@ from cxrmap.core.fileio import json_safe, write_text_atomic
 from cxrmap.core.images import save_png
 from cxrmap.data.cache import build_cache
 from cxrmap.data.io import read_image, read_mask
-from cxrmap.data.phantom.shapes import generate
+from cxrmap.data.phantom import generate
 from cxrmap.data.readers import index_dataset
 from cxrmap.data.splits import fold_indices
 from cxrmap.evaluate.metrics import binary_metrics
@@ -63,6 +63,8 @@ class StudyOptions:
     Attributes:
         out: the run folder.
         data: a dataset root (any layout ``cxrmap index`` reads); None makes the phantom.
+        phantom: the phantom's kind without ``data``: ``shapes`` (2D, fast) or ``ct`` (rendered from a real
+            chest CT, :mod:`cxrmap.data.phantom.ct`).
         preset: ``quick`` (2-core CPU, minutes) or ``paper`` (Sec. III-A, GPU).
         arch, encoder: the segmentation network (the paper's leading model: U-Net + DenseNet-121).
         weights: initial encoder weights; None for the preset's default (random for ``quick``, ImageNet or
@@ -77,6 +79,7 @@ class StudyOptions:
 
     out: Path
     data: Path | None = None
+    phantom: str = "shapes"
     preset: str = "quick"
     arch: str = "unet"
     encoder: str = "densenet121"
@@ -119,6 +122,10 @@ def classifier_encoders(options: StudyOptions) -> tuple[str, ...]:
     return options.classifiers or CLASSIFIERS.get(options.preset, CLASSIFIERS["quick"])
 
 
+def _without(params: dict, key: str) -> dict:
+    return {k: v for k, v in params.items() if k != key}
+
+
 def prepare_data(options: StudyOptions, config, say: Callable[[str], None]):
     """Index ``options.data``, or write (once) and index the phantom; returns ``(manifest, description)``."""
 
@@ -135,11 +142,12 @@ def prepare_data(options: StudyOptions, config, say: Callable[[str], None]):
         "size": 256,
         "seed": options.seed,
         "shortcut": options.shortcut,
+        "phantom": options.phantom,
     }
     root = options.out / "data"
     stamp = root / "phantom-params.json"
     if not (stamp.is_file() and json.loads(stamp.read_text()) == params):
-        generate(root, progress=options.progress, **params)
+        generate(root, kind=options.phantom, progress=options.progress, **_without(params, "phantom"))
         stamp.write_text(json.dumps(params))
     manifest = index_dataset(root, progress=False).manifest
     return manifest, {"kind": "phantom", "root": str(root.resolve()), **params}
