@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
             "shapes",
             "--phantom",
             callback=check_phantom_kind,
-            help="Without --data, the phantom's kind: shapes (2D, fast) or ct (rendered from a real chest CT).",
+            help="Without --data, the phantom: shapes (2D, fast) or ct (rendered from a real chest CT).",
         ),
         preset: str = typer.Option("quick", help=f"{preset_help()}."),
         arch: str = arch_option(),

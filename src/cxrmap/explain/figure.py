@@ -2,8 +2,8 @@
 
 Columns, left to right: the radiograph, its ground-truth infection mask (white on black, as in the
 paper), each classifier's Grad-CAM activation map, then each segmentation model's infection map. Both kinds
-of map are painted with :func:`cxrmap.predict.maps.infection_map` (jet hue and saturation over the radiograph's
-gray value), so one colour means one value in every column.
+of map are painted with :func:`cxrmap.predict.maps.infection_map` (jet hue and saturation over the
+radiograph's gray value), so one colour means one value in every column.
 
 The figure's size is exact: ``columns * cell_px`` wide and ``header_px + rows * cell_px`` high (the header
 band holds the column titles, wrapped on two lines), see :func:`grid_size`.

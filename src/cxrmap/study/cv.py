@@ -5,8 +5,8 @@ Table II), in its own folder ``OUT/<model>/fold-<k>/``. A fold that finished hol
 figures, its pixel histograms and per-image scores) and is skipped the next time; a fold cut off holds
 ``last.pt`` and is resumed where it stopped. The figures are then averaged over the folds (Tables I and
 III), the confusion matrices summed (Table IV), the pixel precision-recall curves (Fig. 6) and the ROC of
-the out-of-fold image scores drawn: see :func:`cxrmap.evaluate.evaluation.write_results`. The out-of-fold scores
-are kept (``scores.csv``) and broken down by the manifest's group, finding and source
+the out-of-fold image scores drawn: see :func:`cxrmap.evaluate.evaluation.write_results`. The out-of-fold
+scores are kept (``scores.csv``) and broken down by the manifest's group, finding and source
 (``detection_subgroups``, :mod:`cxrmap.evaluate.subgroups`).
 """
 

@@ -7,11 +7,9 @@ networks are trained on the chosen masks and predict masks for the unannotated i
 best or reject them all and draw the mask themselves. Stage II repeats until every image has an accepted
 mask; the export is a QaTa-COV19-style data set with a provenance manifest.
 
-Modules: :mod:`~cxrmap.serving.annotate.db` (tables, schema version), :mod:`~cxrmap.serving.annotate.auth` (accounts,
-sessions, CSRF, rate limits), :mod:`~cxrmap.serving.annotate.masks` (mask files, RLE/PNG uploads, Dice),
-:mod:`~cxrmap.serving.annotate.projects` (import), :mod:`~cxrmap.serving.annotate.workflow` (stages, reviews, acceptance),
-:mod:`~cxrmap.serving.annotate.training` (the networks' training hook), :mod:`~cxrmap.serving.annotate.jobs` (background
-worker), :mod:`~cxrmap.serving.annotate.stats` (dashboard), :mod:`~cxrmap.serving.annotate.export`,
-:mod:`~cxrmap.serving.annotate.api` / :mod:`~cxrmap.serving.annotate.app` (the FastAPI server) and
-:mod:`~cxrmap.serving.annotate.simulate` (simulated reviewers on phantoms).
+Modules (all under ``cxrmap.serving.annotate``): ``db`` (tables, schema version), ``auth`` (accounts,
+sessions, CSRF, login limits), ``masks`` (mask files, RLE/PNG uploads, Dice), ``projects`` (import),
+``workflow`` (stages, reviews, acceptance), ``training`` (the networks' training hook), ``jobs`` (background
+worker), ``stats`` (dashboard), ``export``, ``api`` / ``app`` (the FastAPI server: one router per concern)
+and ``simulate`` (simulated reviewers on phantoms).
 """
