@@ -133,7 +133,8 @@ def evaluate_model(
     """Run ``model`` on the cache rows ``indices`` and accumulate segmentation and detection figures.
 
     Probabilities are computed ``chunk`` images at a time
-    (:func:`cxrmap.predict.inference.predict_probabilities`), so memory does not grow with the number of images. Channel 0 of the output is the infection map.
+    (:func:`cxrmap.predict.inference.predict_probabilities`), so memory does not grow with the number of
+    images. Channel 0 of the output is the infection map.
 
     Args:
         model: a segmentation network.
