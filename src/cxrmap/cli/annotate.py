@@ -105,11 +105,10 @@ def register(app: typer.Typer) -> None:
         The first start creates the database and a private secret key (DIR/secret.key, mode 0600). There are
         no default accounts: create the first admin with `cxrmap annotate create-user --role admin`.
         """
-        import uvicorn
 
         from cxrmap.serving.annotate.app import create_app
         from cxrmap.serving.http.hosts import is_loopback, loopback_names
-        from cxrmap.serving.http.middleware import uvicorn_log_config
+        from cxrmap.serving.http.middleware import serve, url_of
 
         application = create_app(
             project,
@@ -124,18 +123,8 @@ def register(app: typer.Typer) -> None:
                 "reverse proxy (it sends X-Forwarded-Proto)",
                 fg=typer.colors.YELLOW,
             )
-        shown = f"[{host}]" if ":" in host else host
-        typer.echo(f"open http://{shown}:{port}/login  (Ctrl+C to stop). Research use only.")
-        uvicorn.run(
-            application,
-            host=host,
-            port=port,
-            log_level="info",
-            log_config=uvicorn_log_config(),
-            access_log=False,
-            server_header=False,
-            timeout_keep_alive=5,
-        )
+        typer.echo(f"open {url_of(host, port, '/login')}  (Ctrl+C to stop). Research use only.")
+        serve(application, host, port)
 
     @group.command("create-user")
     def create_user(

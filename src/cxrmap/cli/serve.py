@@ -33,12 +33,11 @@ def register(app: typer.Typer) -> None:
         The page is at http://HOST:PORT/, the API at /api/v1/predict and /api/v1/model.
         Research use only.
         """
-        import uvicorn
 
         from cxrmap.predict.predictor import latest_model
         from cxrmap.serving.demo.app import create_app
         from cxrmap.serving.http.hosts import is_loopback, loopback_names
-        from cxrmap.serving.http.middleware import uvicorn_log_config
+        from cxrmap.serving.http.middleware import serve, url_of
 
         if model is None:
             model = latest_model(Path.cwd())
@@ -73,16 +72,5 @@ def register(app: typer.Typer) -> None:
                 "proxy with access control",
                 fg=typer.colors.YELLOW,
             )
-        shown = f"[{host}]" if ":" in host else host
-        typer.echo(f"open http://{shown}:{port}/  (Ctrl+C to stop). Research use only.")
-        uvicorn.run(
-            application,
-            host=host,
-            port=port,
-            log_level="info",
-            log_config=uvicorn_log_config(),
-            access_log=False,
-            server_header=False,
-            limit_concurrency=max(64, 4 * (workers + queue)),
-            timeout_keep_alive=5,
-        )
+        typer.echo(f"open {url_of(host, port)}  (Ctrl+C to stop). Research use only.")
+        serve(application, host, port, limit_concurrency=max(64, 4 * (workers + queue)))

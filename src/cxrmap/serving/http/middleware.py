@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import uvicorn
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.config import LOGGING_CONFIG
@@ -237,6 +238,26 @@ def install_middleware(
         app.add_middleware(HostCheckMiddleware, allowed_hosts=list(allowed_hosts))
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, no_store_prefixes=tuple(no_store_prefixes))
+
+
+def serve(application: ASGIApp, host: str, port: int, **overrides: Any) -> None:
+    """Run ``application`` on uvicorn as every cxrmap server runs: the servers' log lines
+    (:func:`uvicorn_log_config`), no server header, a short keep-alive; ``overrides`` for the rest."""
+    settings = {
+        "log_level": "info",
+        "log_config": uvicorn_log_config(),
+        "access_log": False,
+        "server_header": False,
+        "timeout_keep_alive": 5,
+        **overrides,
+    }
+    uvicorn.run(application, host=host, port=port, **settings)
+
+
+def url_of(host: str, port: int, path: str = "/") -> str:
+    """The address to open for a server on ``host``:``port`` (IPv6 literals in brackets)."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}{path}"
 
 
 def uvicorn_log_config() -> dict[str, Any]:
