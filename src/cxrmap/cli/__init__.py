@@ -13,7 +13,17 @@ import typer
 
 from cxrmap.core.errors import CxrmapError
 
-COMMAND_MODULES = ("phantom", "index", "models", "training", "pipeline", "predict", "serve", "annotate")
+COMMAND_MODULES = (
+    "phantom",
+    "index",
+    "models",
+    "training",
+    "pipeline",
+    "reproduce",
+    "predict",
+    "serve",
+    "annotate",
+)
 
 app = typer.Typer(
     name="cxrmap",
