@@ -71,7 +71,10 @@ def find_official_lists(manifest: pd.DataFrame, root: str | os.PathLike) -> dict
     """
     frame = normalise_manifest(manifest)
     root = Path(os.path.abspath(root))
-    folders = sorted({Path(path).parent for path in frame.loc[_is_chestxray14(frame), "image_path"]})
+    folders = [
+        Path(folder)
+        for folder in sorted({os.path.dirname(p) for p in frame.loc[_is_chestxray14(frame), "image_path"]})
+    ]
     for folder in folders:
         for directory in (folder, *folder.parents):
             found = {split: directory / name for split, name in OFFICIAL_LISTS.items()}
@@ -106,10 +109,10 @@ def apply_official_lists(manifest: pd.DataFrame, lists: dict[str, str | os.PathL
             "give ChestX-ray14's own train_val_list.txt and test_list.txt"
         )
     chest = _is_chestxray14(frame).to_numpy()
-    base = frame["image_path"].map(os.path.basename).to_numpy()
+    base = frame["image_path"].map(os.path.basename)
     split = frame["split"].to_numpy(dtype=object)
     for name, members in names.items():
-        split[chest & np.isin(base, list(members))] = name
+        split[chest & base.isin(members).to_numpy()] = name  # hashed: np.isin on strings is quadratic
     frame["split"] = split.astype(str)
     return frame
 
