@@ -7,8 +7,8 @@ they run
 
 - one after the other in this process (``engine="local"``, nothing beyond the base install);
 - as Ray tasks over a cluster (``engine="ray"``, the optional ``ray`` extra), each asking for
-  ``gpus_per_job`` GPUs; a task whose worker dies is retried (``max_retries``) and resumes from its
-  checkpoint;
+  ``gpus_per_job`` GPUs (Ray gives each task its own ``CUDA_VISIBLE_DEVICES``, so a job's ``cuda`` is its
+  GPU); a task whose worker dies is retried (``max_retries``) and resumes from its checkpoint;
 - split into static shards for batch schedulers (:func:`select_shard`: shard ``i`` of ``n`` takes every
   ``n``-th job of the sorted grid), e.g. a SLURM array ``--array=0-(n-1)`` running
   ``--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT``.
@@ -160,11 +160,12 @@ def _run_ray(pending, work, gpus_per_job, cpus_per_job, max_retries, address, pr
             "the ray engine needs Ray: pip install 'cxrmap[ray]' (or run without --engine ray)"
         ) from None
     if not ray.is_initialized():
+        path = os.environ.get("PYTHONPATH")  # workers import cxrmap as this process does
         ray.init(
             address=address,
             include_dashboard=False,
             log_to_driver=progress,
-            runtime_env={"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}},
+            runtime_env={"env_vars": {"PYTHONPATH": path}} if path else None,
         )
     task = ray.remote(num_gpus=gpus_per_job, num_cpus=cpus_per_job, max_retries=max_retries)(work)
     refs = [task.remote(job) for job in pending]
