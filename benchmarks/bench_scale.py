@@ -139,14 +139,49 @@ def kill_and_resume(work: Path) -> dict:
     """A sharded study on a small phantom: killed at its first checkpoint, resumed, then the other shard."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CXRMAP_CACHE": str(work / "cache")}
     cli = [sys.executable, "-m", "cxrmap"]
-    subprocess.run([*cli, "phantom", str(work / "data"), "--n-covid", "8", "--n-control", "16", "--size", "64",
-                    "--quiet"], check=True, env=env, stdout=subprocess.DEVNULL)  # fmt: skip
-    study = [*cli, "reproduce", "table1", "--data", str(work / "data"), "--out", str(work / "study"),
-             "--archs", "unet", "--encoders", "densenet121", "--folds", "2", "--epochs", "3", "--size", "32",
-             "--batch-size", "4", "--quiet"]  # fmt: skip
+    subprocess.run(
+        [
+            *cli,
+            "phantom",
+            str(work / "data"),
+            "--n-covid",
+            "8",
+            "--n-control",
+            "16",
+            "--size",
+            "64",
+            "--quiet",
+        ],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    study = [
+        *cli,
+        "reproduce",
+        "table1",
+        "--data",
+        str(work / "data"),
+        "--out",
+        str(work / "study"),
+        "--archs",
+        "unet",
+        "--encoders",
+        "densenet121",
+        "--folds",
+        "2",
+        "--epochs",
+        "3",
+        "--size",
+        "32",
+        "--batch-size",
+        "4",
+        "--quiet",
+    ]
     started = time.perf_counter()
-    process = subprocess.Popen([*study, "--shard", "0/2"], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
+    process = subprocess.Popen(
+        [*study, "--shard", "0/2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     while not list((work / "study").glob(f"group-i/cv/*/fold-*/{LAST}")) and process.poll() is None:
         time.sleep(0.2)
     killed_after = time.perf_counter() - started
@@ -160,8 +195,13 @@ def kill_and_resume(work: Path) -> dict:
     other = time.perf_counter() - started
     done = len(list((work / "study").glob("group-i/cv/*/fold-*/done.json")))
     tables = (work / "study" / "tables" / "table1.md").is_file()
-    return {"killed_after_s": killed_after, "resume_s": resumed, "other_shard_s": other, "done": done,
-            "tables": tables}  # fmt: skip
+    return {
+        "killed_after_s": killed_after,
+        "resume_s": resumed,
+        "other_shard_s": other,
+        "done": done,
+        "tables": tables,
+    }
 
 
 def main() -> int:
@@ -179,7 +219,8 @@ def main() -> int:
     counts = build_tree(out / "tree", args.images)
     files = sum(counts.values()) + counts["covid"]
     print(
-        f"tree: {sum(counts.values()):,} images ({counts}), built/reused in {time.perf_counter() - started:.1f} s"
+        f"tree: {sum(counts.values()):,} images ({counts}), "
+        f"built/reused in {time.perf_counter() - started:.1f} s"
     )
 
     started = time.perf_counter()
@@ -187,8 +228,10 @@ def main() -> int:
     seconds = time.perf_counter() - started
     index_rate = files / seconds
     rss = peak_rss_gb()
-    print(f"indexing: {len(manifest):,} rows, {files:,} files in {seconds:.1f} s = {index_rate:,.0f} files/s "
-          f"(bar {INDEX_BAR:,.0f}); peak RSS {rss:.2f} GB (bar {RSS_BAR_GB:g})")  # fmt: skip
+    print(
+        f"indexing: {len(manifest):,} rows, {files:,} files in {seconds:.1f} s = {index_rate:,.0f} files/s "
+        f"(bar {INDEX_BAR:,.0f}); peak RSS {rss:.2f} GB (bar {RSS_BAR_GB:g})"
+    )
 
     started = time.perf_counter()
     group_i = assign_folds(group_i_manifest(manifest), k=5, seed=0)
@@ -196,8 +239,10 @@ def main() -> int:
     started = time.perf_counter()
     group_ii, _ = group_ii_manifest(manifest, out / "tree", seed=0)
     split_s = time.perf_counter() - started
-    print(f"folds: Group I ({len(group_i):,} rows, 5 folds) {folds_s:.2f} s; Group-II split "
-          f"({len(group_ii):,} rows, test {int((group_ii['split'] == 'test').sum()):,}) {split_s:.2f} s")  # fmt: skip
+    print(
+        f"folds: Group I ({len(group_i):,} rows, 5 folds) {folds_s:.2f} s; Group-II split "
+        f"({len(group_ii):,} rows, test {int((group_ii['split'] == 'test').sum()):,}) {split_s:.2f} s"
+    )
 
     subset = group_i.sample(n=min(args.cache_images, len(group_i)), random_state=0)
     subset = assign_folds(subset, k=5, seed=0)
@@ -207,35 +252,47 @@ def main() -> int:
     cache = build_cache(subset, 224, cache_dir=cache_dir, progress=False)
     cache_s = time.perf_counter() - started
     size = sum(p.stat().st_size for p in cache_dir.rglob("*") if p.is_file())
-    print(f"cache at 224 px: {len(cache):,} images in {cache_s:.1f} s = {len(cache) / cache_s:,.0f} images/s, "
-          f"{size / 1e6:,.0f} MB; extrapolated to {len(manifest):,}: {size / len(cache) * len(manifest) / 1e9:.1f} "
-          f"GB, {cache_s / len(cache) * len(manifest) / 60:.0f} min")  # fmt: skip
+    print(
+        f"cache at 224 px: {len(cache):,} images in {cache_s:.1f} s = {len(cache) / cache_s:,.0f} images/s, "
+        f"{size / 1e6:,.0f} MB; extrapolated to {len(manifest):,}: "
+        f"{size / len(cache) * len(manifest) / 1e9:.1f} GB, "
+        f"{cache_s / len(cache) * len(manifest) / 60:.0f} min"
+    )
 
     needed = 1000.0 / (3 * PAPER_MS)
     train_rows, _ = fold_indices(cache.manifest, 0)
     for workers in (0, 2):
         rate = loader_rate(cache, train_rows, workers, args.batches)
-        print(f"loader, 224 px, augmented, {workers} workers: {rate:,.0f} images/s "
-              f"({rate / needed:.2f}x the ~{needed:.0f} images/s a 2080 Ti training step needs)")  # fmt: skip
+        print(
+            f"loader, 224 px, augmented, {workers} workers: {rate:,.0f} images/s "
+            f"({rate / needed:.2f}x the ~{needed:.0f} images/s a 2080 Ti training step needs)"
+        )
     print(f"peak RSS so far: {peak_rss_gb():.2f} GB")
 
-    config = get_preset("quick", size=224, epochs=1, batch_size=8, encoder="resnet18", augment=True)
+    config = get_preset(
+        "quick", size=224, epochs=1, batch_size=min(8, args.epoch_images), encoder="resnet18", augment=True
+    )
     rows = train_rows[: args.epoch_images]
     started = time.perf_counter()
     train(config, cache, rows, None, out / "epoch", progress=False, device="cpu")
     epoch_s = time.perf_counter() - started
     labels = group_i["label"].to_numpy()
     balanced = 2 * int((labels != "covid").sum() * 0.8)
-    print(f"tiny model (U-Net ResNet-18, 224 px, CPU, 1 thread): {args.epoch_images} rows + balancing repeats "
-          f"in {epoch_s:.1f} s; a balanced Group-I training epoch of ~{balanced:,} items extrapolates to "
-          f"{epoch_s / max(1, len(rows)) * balanced / 3600:.1f} h here")  # fmt: skip
+    print(
+        f"tiny model (U-Net ResNet-18, 224 px, CPU, 1 thread): {args.epoch_images} rows + balancing repeats "
+        f"in {epoch_s:.1f} s; a balanced Group-I training epoch of ~{balanced:,} items extrapolates to "
+        f"{epoch_s / max(1, len(rows)) * balanced / 3600:.1f} h here"
+    )
 
     if not args.skip_resume:
         shutil.rmtree(out / "resume", ignore_errors=True)
         result = kill_and_resume(out / "resume")
-        print(f"sharded study: shard 0/2 killed at its first checkpoint after {result['killed_after_s']:.1f} s, "
-              f"resumed in {result['resume_s']:.1f} s, shard 1/2 in {result['other_shard_s']:.1f} s; "
-              f"{result['done']} jobs done, tables written: {result['tables']}")  # fmt: skip
+        print(
+            "sharded study: shard 0/2 killed at its first checkpoint after "
+            f"{result['killed_after_s']:.1f} s, "
+            f"resumed in {result['resume_s']:.1f} s, shard 1/2 in {result['other_shard_s']:.1f} s; "
+            f"{result['done']} jobs done, tables written: {result['tables']}"
+        )
     failed = []
     if args.images >= 120_000 and rss > RSS_BAR_GB:
         failed.append(f"peak RSS {rss:.2f} GB > {RSS_BAR_GB} GB")
