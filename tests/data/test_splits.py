@@ -9,7 +9,14 @@ import pytest
 from cxrmap.core.errors import DataError
 from cxrmap.data.augment import balanced_counts
 from cxrmap.data.manifest import normalise_manifest
-from cxrmap.data.splits import assign_folds, fold_indices, group2_split, split_indices
+from cxrmap.data.splits import (
+    apply_official_lists,
+    assign_folds,
+    fold_indices,
+    group2_classes,
+    group2_split,
+    split_indices,
+)
 
 
 def _manifest(n_covid: int, n_control: int) -> pd.DataFrame:
@@ -129,3 +136,44 @@ def test_group2_split_needs_a_fixed_split():
         split_indices(_manifest(5, 5), "train")
     with pytest.raises(DataError, match="it has test, train"):
         split_indices(group2_split(_group2()), "val")
+
+
+def _chest_rows(names: list[str], split: str) -> list[dict]:
+    return [
+        {
+            "image_path": f"/d/CHESTXRAY-14/{split.title()}/{n}",
+            "label": "control",
+            "group": "II",
+            "split": split,
+        }
+        for n in names
+    ]
+
+
+def test_official_lists_override_the_folders_of_chestxray14_only(tmp_path):
+    frame = normalise_manifest(
+        _chest_rows(["a.png", "b.png"], "train")
+        + _chest_rows(["c.png"], "test")
+        + [{"image_path": "/d/Pediatric_Viral_Pneumonia/a.png", "label": "control", "group": "II"}]
+    )
+    (tmp_path / "train.txt").write_text("a.png\nc.png\n")
+    (tmp_path / "test.txt").write_text("b.png\n\n")
+    lists = {"train": tmp_path / "train.txt", "test": tmp_path / "test.txt"}
+    split = apply_official_lists(frame, lists)["split"].tolist()
+    assert split == ["train", "test", "train", ""]  # the pediatric a.png is not ChestX-ray14: untouched
+    (tmp_path / "test.txt").write_text("a.png\n")
+    with pytest.raises(DataError, match="1 image\\(s\\) are in both official lists, e.g. a.png"):
+        apply_official_lists(frame, lists)
+
+
+def test_group2_classes():
+    frame = normalise_manifest(
+        _chest_rows(["x.png"], "train")
+        + [
+            {"image_path": "/d/covid.png", "label": "covid", "group": "covid"},
+            {"image_path": "/d/Pediatric_Bacterial_Pneumonia/p.png", "label": "control", "group": "II"},
+            {"image_path": "/d/Pediatric_Viral_Pneumonia/v.png", "label": "control", "group": "II"},
+            {"image_path": "/d/other/o.png", "label": "control", "group": "II", "finding": "nodule"},
+        ]
+    )
+    assert group2_classes(frame).tolist() == ["chestxray14", "covid", "bacterial", "viral", "other"]

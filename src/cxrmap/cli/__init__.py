@@ -15,7 +15,17 @@ from typer.exceptions import TyperException
 from cxrmap.core.citation import PAPER
 from cxrmap.core.errors import CxrmapError
 
-COMMAND_MODULES = ("phantom", "index", "models", "training", "pipeline", "predict", "serve", "annotate")
+COMMAND_MODULES = (
+    "phantom",
+    "index",
+    "models",
+    "training",
+    "pipeline",
+    "reproduce",
+    "predict",
+    "serve",
+    "annotate",
+)
 
 app = typer.Typer(
     name="cxrmap",

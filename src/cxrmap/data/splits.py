@@ -7,7 +7,9 @@ pneumonia images are split at random at ChestX-ray14's train/test ratio (Table V
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +19,10 @@ from cxrmap.core.errors import DataError
 from cxrmap.data.manifest import normalise_manifest
 
 FIXED_SPLITS = ("train", "test")
+OFFICIAL_LISTS = {"train": "train_val_list.txt", "test": "test_list.txt"}
+"""ChestX-ray14's official split files (image names, one per line), beside ``Data_Entry_2017.csv``."""
+GROUP_II_CLASSES = ("covid", "bacterial", "chestxray14", "viral")
+"""The classes of Group II (Table V): COVID-19, pediatric bacterial and viral pneumonia, ChestX-ray14."""
 
 
 def assign_folds(manifest: pd.DataFrame, k: int = 5, seed: int = 0) -> pd.DataFrame:
@@ -56,6 +62,79 @@ def _is_chestxray14(frame: pd.DataFrame) -> pd.Series:
     """Rows whose source, finding or path names ChestX-ray14 (any spelling: CHESTXRAY-14, chestx-ray14...)."""
     text = frame["source"] + " " + frame["finding"] + " " + frame["image_path"]
     return text.map(lambda value: "chestxray14" in re.sub(r"[^a-z0-9]", "", value.lower()))
+
+
+def find_official_lists(manifest: pd.DataFrame, root: str | os.PathLike) -> dict[str, Path]:
+    """ChestX-ray14's ``train_val_list.txt`` and ``test_list.txt``: the nearest pair above its images.
+
+    Looked up from the folder of each ChestX-ray14 image up to ``root``; ``{}`` where no folder holds both.
+    """
+    frame = normalise_manifest(manifest)
+    root = Path(os.path.abspath(root))
+    folders = [
+        Path(folder)
+        for folder in sorted({os.path.dirname(p) for p in frame.loc[_is_chestxray14(frame), "image_path"]})
+    ]
+    for folder in folders:
+        for directory in (folder, *folder.parents):
+            found = {split: directory / name for split, name in OFFICIAL_LISTS.items()}
+            if all(path.is_file() for path in found.values()):
+                return found
+            if directory == root:
+                break
+    return {}
+
+
+def apply_official_lists(manifest: pd.DataFrame, lists: dict[str, str | os.PathLike]) -> pd.DataFrame:
+    """A copy of ``manifest`` whose ChestX-ray14 rows take their ``split`` from the official lists.
+
+    Args:
+        lists: ``{"train": train_val_list.txt, "test": test_list.txt}`` (:func:`find_official_lists`);
+            an image named in neither keeps its split (from its ``Train``/``Test`` folder).
+
+    Raises:
+        DataError: a list cannot be read, or an image is named in both.
+    """
+    frame = normalise_manifest(manifest)
+    names: dict[str, set[str]] = {}
+    for split, path in lists.items():
+        try:
+            names[split] = {line.strip() for line in Path(path).read_text().splitlines() if line.strip()}
+        except (OSError, UnicodeDecodeError) as error:
+            raise DataError(f"cannot read ChestX-ray14's split list {path}: {error}") from None
+    both = names.get("train", set()) & names.get("test", set())
+    if both:
+        raise DataError(
+            f"{len(both)} image(s) are in both official lists, e.g. {sorted(both)[0]}; "
+            "give ChestX-ray14's own train_val_list.txt and test_list.txt"
+        )
+    chest = _is_chestxray14(frame).to_numpy()
+    base = frame["image_path"].map(os.path.basename)
+    split = frame["split"].to_numpy(dtype=object)
+    for name, members in names.items():
+        split[chest & base.isin(members).to_numpy()] = name  # hashed: np.isin on strings is quadratic
+    frame["split"] = split.astype(str)
+    return frame
+
+
+def group2_classes(manifest: pd.DataFrame) -> pd.Series:
+    """Each row's Group-II class (:data:`GROUP_II_CLASSES`, Table V), ``other`` for any other control."""
+    frame = normalise_manifest(manifest)
+    text = (frame["finding"] + " " + frame["source"] + " " + frame["image_path"]).str.lower()
+    classes = np.where(
+        frame["label"] == "covid",
+        "covid",
+        np.where(
+            _is_chestxray14(frame),
+            "chestxray14",
+            np.where(
+                text.str.contains("bacteria"),
+                "bacterial",
+                np.where(text.str.contains("viral"), "viral", "other"),
+            ),
+        ),
+    )
+    return pd.Series(classes, index=frame.index, name="class")
 
 
 def group2_split(manifest: pd.DataFrame, seed: int = 0) -> pd.DataFrame:

@@ -137,10 +137,14 @@ def plot_subgroups(table: pd.DataFrame, png: str | os.PathLike) -> Path:
 
 
 def write_subgroups(
-    scores: pd.DataFrame, manifest: pd.DataFrame, stem: str | os.PathLike, threshold: float = 0.5
+    scores: pd.DataFrame,
+    manifest: pd.DataFrame,
+    stem: str | os.PathLike,
+    threshold: float = 0.5,
+    columns: tuple[str, ...] = SUBGROUP_COLUMNS,
 ) -> dict[str, Path]:
     """Write ``stem.md``, ``stem.csv`` and ``stem.png``; nothing (an empty dict) where no column applies."""
-    table = detection_by_subgroup(scores, manifest, threshold)
+    table = detection_by_subgroup(scores, manifest, threshold, columns)
     if table.empty:
         return {}
     title = (

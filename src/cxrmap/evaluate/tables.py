@@ -118,3 +118,39 @@ def write_table(stem: str | os.PathLike, markdown: str, frame: pd.DataFrame) -> 
     write_text_atomic(md, markdown)
     write_text_atomic(csv, frame.to_csv(index=False, float_format="%.8g"))
     return md, csv
+
+
+def beside_paper(ours: float, paper: float | None, kind: str = "percent", ci: float = float("nan")) -> str:
+    """One cell of a table beside the paper's: ``ours / paper (difference)``.
+
+    ``kind`` ``percent``: ``ours`` a fraction (with its Eq. 13 interval ``ci``), ``paper`` in % as printed,
+    the difference in percentage points (``84.10 ± 0.5 / 84.00 (+0.10)``); ``count``: whole numbers
+    (``2,361 / 2,361 (+0)``); ``ms``: milliseconds (``31.2 / 2.58 (x12.09)``, the ratio). A missing side
+    shows ``-``.
+    """
+    if kind == "percent":
+        mine = format_value(ours, ci) if ours is not None else "-"
+        if paper is None:
+            return mine
+        if ours is None or not np.isfinite(ours):
+            return f"{mine} / {paper:.2f}"
+        return f"{mine} / {paper:.2f} ({100 * ours - paper:+.2f})"
+    if kind == "count":
+        mine = f"{int(ours):,}" if ours is not None else "-"
+        if paper is None:
+            return mine
+        return f"{mine} / {int(paper):,}" + (f" ({int(ours) - int(paper):+,})" if ours is not None else "")
+    if kind == "ms":
+        mine = f"{ours:.3g}" if ours is not None and np.isfinite(ours) else "-"
+        if paper is None:
+            return mine
+        ratio = f" (x{ours / paper:.2f})" if ours is not None and np.isfinite(ours) else ""
+        return f"{mine} / {paper:.2f}{ratio}"
+    raise ValueError(f"unknown kind {kind!r}")
+
+
+def markdown_table(title: str, header: list[str], rows: list[list], notes: list[str] = ()) -> str:
+    """A Markdown pipe table under a bold ``title``, with ``notes`` as lines below it."""
+    lines = [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join([*lines, "", *notes]).rstrip() + "\n"

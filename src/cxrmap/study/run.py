@@ -204,7 +204,7 @@ def _detection_figures(is_covid: np.ndarray, predicted: np.ndarray) -> dict:
     return binary_metrics(tp, fp, tn, fn)
 
 
-def _compare_activation_maps(options, config, model_path: Path, cache, say) -> dict:
+def compare_activation_maps(options, config, model_path: Path, cache, say) -> dict:
     """Classifiers and their Grad-CAM maps against the infection maps (Sec. III-C, Fig. 7), measured."""
 
     train_idx, test_idx = fold_indices(cache.manifest, 0)
@@ -327,7 +327,7 @@ def _study(options: StudyOptions, say: Callable[[str], None]) -> StudyResult:
 
     say("[4/5] classifiers and their activation maps (Grad-CAM) against the infection maps")
     step = time.perf_counter()
-    comparison = _compare_activation_maps(options, config, cv.model_paths[spec.name][0], cache, say)
+    comparison = compare_activation_maps(options, config, cv.model_paths[spec.name][0], cache, say)
     timings["activation maps"] = time.perf_counter() - step
 
     say("[5/5] report")

@@ -24,14 +24,14 @@ class _Extras:
     """``Lung-masks/`` mirrors and ``phantom-metadata.csv`` tables of every folder above an image."""
 
     def __init__(self) -> None:
-        self._folders: dict[Path, tuple[Path | None, dict[str, tuple[str, str]]]] = {}
+        self._folders: dict[str, tuple[Path | None, dict[str, tuple[str, str]]]] = {}
         self.warnings: list[str] = []
 
-    def _at(self, folder: Path) -> tuple[Path | None, dict[str, tuple[str, str]]]:
+    def _at(self, folder: str) -> tuple[Path | None, dict[str, tuple[str, str]]]:
         if folder not in self._folders:
-            lung_dir = folder / "Lung-masks"
+            lung_dir = Path(folder) / "Lung-masks"
             table: dict[str, tuple[str, str]] = {}
-            metadata = folder / "phantom-metadata.csv"
+            metadata = Path(folder) / "phantom-metadata.csv"
             if metadata.is_file():
                 rows, warning = read_csv(metadata, ("image",))
                 if warning:
@@ -43,20 +43,33 @@ class _Extras:
         return self._folders[folder]
 
     def apply(self, entry: Entry) -> None:
+        """Fill the entry's lung mask, finding and source from the folders above it, the nearest winning.
+
+        Folders are walked as strings (one ``dirname`` per level): at the paper's scale, building a
+        ``Path`` and a ``relative_to`` for every level of every image cost as much as checking the image.
+        """
         has_metadata = False
-        for folder in entry.image.parents:
+        image = os.fspath(entry.image)
+        folder = os.path.dirname(image)
+        while True:
             lung_dir, table = self._at(folder)
-            relative = entry.image.relative_to(folder)
-            if entry.lung is None and lung_dir is not None:
-                for candidate in (lung_dir / relative, lung_dir / relative.with_suffix(".png")):
-                    if candidate.is_file():
-                        entry.lung = candidate
-                        break
-            if not has_metadata and relative.as_posix() in table:
-                finding, source = table[relative.as_posix()]
-                entry.finding = finding or entry.finding
-                entry.source = source or entry.source
-                has_metadata = True
+            if lung_dir is not None or (table and not has_metadata):
+                relative = image[len(folder) :].lstrip(os.sep)
+                if entry.lung is None and lung_dir is not None:
+                    for candidate in (lung_dir / relative, (lung_dir / relative).with_suffix(".png")):
+                        if candidate.is_file():
+                            entry.lung = candidate
+                            break
+                posix = relative.replace(os.sep, "/")
+                if not has_metadata and posix in table:
+                    finding, source = table[posix]
+                    entry.finding = finding or entry.finding
+                    entry.source = source or entry.source
+                    has_metadata = True
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                return
+            folder = parent
 
 
 def _check_mask(
