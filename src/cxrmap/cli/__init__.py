@@ -13,7 +13,18 @@ import typer
 
 from cxrmap.core.errors import CxrmapError
 
-COMMAND_MODULES = ("phantom", "index", "models", "training", "pipeline", "predict", "serve", "annotate")
+COMMAND_MODULES = (
+    "phantom",
+    "index",
+    "models",
+    "training",
+    "pipeline",
+    "predict",
+    "export",
+    "serve",
+    "annotate",
+    "doctor",
+)
 
 app = typer.Typer(
     name="cxrmap",

@@ -73,6 +73,12 @@ def register(app: typer.Typer) -> None:
             help="Detection threshold. Default: the checkpoint's (0.5).",
         ),
         device: str = typer.Option("cpu", "--device", help="Torch device: cpu, cuda, cuda:1, ..."),
+        backend: str = typer.Option(
+            "torch",
+            "--backend",
+            help="Inference backend: torch, onnx, onnx-int8, openvino, torch-bf16, torch-compile, or auto "
+            "(the fastest that passes the parity gate here). A .onnx --model always runs in ONNX Runtime.",
+        ),
         floor: float = typer.Option(
             DISPLAY_FLOOR,
             "--floor",
@@ -100,7 +106,7 @@ def register(app: typer.Typer) -> None:
 
         model_path = model if model is not None else latest_model(Path.cwd())
         predictor = Predictor.from_checkpoint(
-            model_path, device=device, batch_size=batch_size, threshold=threshold
+            model_path, device=device, batch_size=batch_size, threshold=threshold, backend=backend
         )
         found = index_files(images, recursive=True)
         files, skipped = found.images, [(Path(path), reason) for path, reason in found.skipped]
