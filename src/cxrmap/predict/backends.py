@@ -139,17 +139,27 @@ class OnnxBackend(Backend):
         device: ``cpu`` or a CUDA device.
         name: ``onnx`` or ``onnx-int8``.
         threads: intra-op threads; default ``torch.get_num_threads()`` (one setting for every backend).
+        providers: ONNX Runtime execution providers to use instead (e.g. TensorRT's), best first.
     """
 
-    def __init__(self, model: str | Path | bytes, device="cpu", name="onnx", threads: int | None = None):
+    def __init__(
+        self,
+        model: str | Path | bytes,
+        device="cpu",
+        name="onnx",
+        threads: int | None = None,
+        providers: list[str] | None = None,
+    ):
         ort = _import("onnxruntime")
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads or torch.get_num_threads())
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        providers = ["CPUExecutionProvider"]
-        if resolve_device(device).type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
+        if providers is None:
+            providers = ["CPUExecutionProvider"]
+            cuda = resolve_device(device).type == "cuda"
+            if cuda and "CUDAExecutionProvider" in ort.get_available_providers():
+                providers.insert(0, "CUDAExecutionProvider")
         source = model if isinstance(model, bytes) else str(model)
         self.session = ort.InferenceSession(source, options, providers=providers)
         self.input = self.session.get_inputs()[0].name
