@@ -75,7 +75,7 @@ def register(app: typer.Typer) -> None:
             "paths",
             f"  device         {chosen}",
             f"  amp (auto)     {'off' if amp is None else str(amp).removeprefix('torch.')} ({why})",
-            f"  channels_last  {layout} ({'GPU' if chosen.type == 'cuda' else 'measured slower on CPUs'})",
+            f"  channels_last  {layout} ({'GPU' if chosen.type == 'cuda' else 'no steady gain measured on CPUs'})",
             f"  threads        {default_threads()} (physical cores; torch uses {torch.get_num_threads()})",
         ]
         if model is None:

@@ -76,7 +76,7 @@ def register(app: typer.Typer) -> None:
         backend: str = typer.Option(
             "torch",
             "--backend",
-            help="Inference backend: torch, onnx, onnx-int8, openvino, torch-bf16, torch-compile, or auto "
+            help="Inference backend: torch, onnx, onnx-int8, torch-bf16, torch-compile, or auto "
             "(the fastest that passes the parity gate here). A .onnx --model always runs in ONNX Runtime.",
         ),
         floor: float = typer.Option(

@@ -5,8 +5,9 @@ once, from what the machine has:
 
 - bf16 autocast only where the hardware has bf16: a GPU, or a CPU with native bf16 instructions
   (AVX-512 BF16 or AMX, read from the CPU flags), never by guess;
-- channels_last on GPUs only: on CPUs oneDNN measured slower with it (``benchmarks/bench_speed.py``, the
-  DenseNet-121 U-Net's concatenations reorder the tensors back);
+- channels_last on GPUs only: on CPUs ``benchmarks/bench_speed.py`` measured it within 1.1-1.3x of the
+  default layout on a quiet machine (DenseNet-121 U-Net, training and inference) and 0.4-0.7x under
+  load from other processes, a gain too small and unsteady to choose for anyone;
 - one compute thread per physical core (hyper-threads share a core's vector units and gain nothing).
 """
 
