@@ -23,8 +23,10 @@ COMMAND_MODULES = (
     "pipeline",
     "reproduce",
     "predict",
+    "export",
     "serve",
     "annotate",
+    "doctor",
 )
 
 app = typer.Typer(

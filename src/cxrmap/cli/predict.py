@@ -87,6 +87,7 @@ def run_predict(
     batch_size: int = 8,
     threshold: float | None = None,
     device: str | None = "cpu",
+    backend: str = "torch",
     floor: float = DISPLAY_FLOOR,
     progress: bool = True,
 ) -> tuple[int, int]:
@@ -131,7 +132,7 @@ def run_predict(
         )
     model_path = model if model is not None else latest_model(Path.cwd())
     predictor = Predictor.from_checkpoint(
-        model_path, device=device, batch_size=batch_size, threshold=threshold
+        model_path, device=device, batch_size=batch_size, threshold=threshold, backend=backend
     )
     taken = {Path(row["map"]).stem.lower() for row in previous + resumed}
     jobs = list(zip(files, output_names(files, taken), strict=True))
@@ -224,6 +225,12 @@ def register(app: typer.Typer) -> None:
             help="Detection threshold. Default: the checkpoint's (0.5).",
         ),
         device: str = device_option("cpu"),
+        backend: str = typer.Option(
+            "torch",
+            "--backend",
+            help="Inference backend: torch, onnx, onnx-int8, torch-bf16, torch-compile, or auto "
+            "(the fastest that passes the parity gate here). A .onnx --model always runs in ONNX Runtime.",
+        ),
         floor: float = typer.Option(
             DISPLAY_FLOOR,
             "--floor",
@@ -248,6 +255,7 @@ def register(app: typer.Typer) -> None:
             batch_size=batch_size,
             threshold=threshold,
             device=device,
+            backend=backend,
             floor=floor,
             progress=not quiet,
         )

@@ -55,7 +55,7 @@ class InputAdapter(nn.Module):
 
     Raises:
         ModelError: wrong rank, channels, size or dtype, or values outside ``[0, 1]`` (checked unless
-            the model is being compiled or exported).
+            the model is being compiled, exported or captured in a CUDA graph).
     """
 
     def __init__(
@@ -105,7 +105,7 @@ class InputAdapter(nn.Module):
             raise ModelError(
                 f"expected a float image in [0, 1], got dtype {x.dtype}; divide uint8 images by 255"
             )
-        if x.numel() and not (torch.compiler.is_compiling() or torch.jit.is_tracing()):
+        if x.numel() and not (torch.compiler.is_compiling() or torch.jit.is_tracing() or _capturing(x)):
             low, high = torch.aminmax(x.detach())
             low, high = float(low), float(high)
             if low < -RANGE_TOLERANCE or high > 1 + RANGE_TOLERANCE or low != low or high != high:
@@ -122,6 +122,11 @@ class InputAdapter(nn.Module):
             else:
                 x = x.mean(dim=1, keepdim=True)
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+
+def _capturing(x: torch.Tensor) -> bool:
+    """A CUDA graph is being captured: reading values back to the host is not allowed then."""
+    return x.is_cuda and torch.cuda.is_current_stream_capturing()
 
 
 def as_batch(images: Any) -> torch.Tensor:

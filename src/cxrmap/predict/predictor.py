@@ -1,9 +1,9 @@
 """Prediction on radiographs of any size: probability maps, COVID-19 detection and severity.
 
 :class:`Predictor` wraps a trained segmentation model and its checkpoint metadata. Each image is resized
-to the model's input size (area interpolation), run through
-:func:`cxrmap.predict.inference.predict_probabilities` in batches, and its probability map is resized back
-to the image's own size (bilinear) for display.
+to the model's input size (area interpolation), run through the Predictor's inference backend
+(:mod:`cxrmap.predict.backends`: eager PyTorch by default, ONNX Runtime, int8, or ``auto``) in batches,
+and its probability map is resized back to the image's own size (bilinear) for display.
 
 The decision and the figures come from the network's output Ŷ at the model's input size, as in the
 paper (Sec. II-D): the score is the maximum of Ŷ, the image is COVID-19 when the score reaches the
@@ -28,8 +28,8 @@ import numpy as np
 
 from cxrmap.core.errors import CheckpointError, DataError, ModelError
 from cxrmap.models.checkpoint import CheckpointMeta, load_model
+from cxrmap.predict.backends import Backend, load_onnx, make_backend
 from cxrmap.predict.detect import image_score, is_covid
-from cxrmap.predict.inference import predict_probabilities
 from cxrmap.predict.maps import DISPLAY_FLOOR, infection_map
 from cxrmap.predict.severity import REGIONS, severity
 
@@ -100,6 +100,9 @@ class Predictor:
         batch_size: images per forward pass.
         threshold: detection threshold overriding the checkpoint's.
         amp: run in mixed precision (bfloat16 on CPU, float16 on CUDA).
+        backend: inference backend name (:data:`cxrmap.predict.backends.BACKENDS` or ``auto``: the fastest
+            that passes the parity gate here) or a built :class:`~cxrmap.predict.backends.Backend`;
+            ``model`` may be None when a built backend is given.
 
     Example:
         >>> predictor = Predictor.from_checkpoint("runs/demo/model.pt")  # doctest: +SKIP
@@ -115,6 +118,7 @@ class Predictor:
         batch_size: int = 8,
         threshold: float | None = None,
         amp: bool = False,
+        backend: str | Backend = "torch",
     ) -> None:
         channels = list(meta.channels)
         if "infection" not in channels:
@@ -127,7 +131,10 @@ class Predictor:
         threshold = float(meta.threshold if threshold is None else threshold)
         if not 0.0 < threshold <= 1.0:
             raise DataError(f"the detection threshold must lie in (0, 1]; got {threshold}.")
-        self.model = model.to(device).eval()
+        self.model = model.to(device).eval() if model is not None else None
+        self.backend = (
+            backend if isinstance(backend, Backend) else make_backend(backend, model, meta, device, amp)
+        )
         self.meta = meta
         self.device = device
         self.batch_size = int(batch_size)
@@ -140,9 +147,14 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | os.PathLike, device: str = "cpu", batch_size: int = 8, threshold: float | None = None
+        cls,
+        path: str | os.PathLike,
+        device: str = "cpu",
+        batch_size: int = 8,
+        threshold: float | None = None,
+        backend: str = "torch",
     ) -> Predictor:
-        """Load a checkpoint written by training (``model.pt``) and wrap it.
+        """Load a checkpoint written by training (``model.pt``) or ``cxrmap export`` (``.onnx``) and wrap it.
 
         Raises:
             CheckpointError: the file is missing (the message says how to make one), truncated or corrupt.
@@ -154,8 +166,13 @@ class Predictor:
                 f"model checkpoint not found: {path}. Train one with `cxrmap run` (phantom data, end to end) "
                 "or `cxrmap train`, then pass its model.pt with --model."
             )
+        if path.suffix.lower() == ".onnx":
+            onnx_backend, meta = load_onnx(path, device=device)
+            return cls(
+                None, meta, device=device, batch_size=batch_size, threshold=threshold, backend=onnx_backend
+            )
         model, meta = load_model(path, device=device)
-        return cls(model, meta, device=device, batch_size=batch_size, threshold=threshold)
+        return cls(model, meta, device=device, batch_size=batch_size, threshold=threshold, backend=backend)
 
     def _check(self, image: Any, index: int) -> np.ndarray:
         """Return ``image`` if it is a uint8 (H, W) array, else raise DataError saying how to fix it."""
@@ -194,7 +211,7 @@ class Predictor:
             batch = np.stack(
                 [cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA) for image in chunk]
             )
-            probs = predict_probabilities(self.model, batch, self.batch_size, self.device, self.amp)
+            probs = self.backend.probabilities(batch)
             for image, output in zip(chunk, probs, strict=True):
                 predictions.append(self._prediction(image.shape, np.asarray(output, dtype=np.float32)))
         return predictions

@@ -31,7 +31,7 @@ from torch import nn
 from cxrmap import __version__
 from cxrmap.core.errors import CheckpointError, DataError, ModelError
 from cxrmap.core.progress import track
-from cxrmap.core.runtime import autocast, resolve_amp
+from cxrmap.core.runtime import autocast, resolve_amp, resolve_channels_last
 from cxrmap.data.dataset import SegmentationDataset
 from cxrmap.data.manifest import manifest_hash
 from cxrmap.models import create_classifier, create_model, input_multiple
@@ -356,9 +356,7 @@ class _Run:
                 "a batch of 1 image per process cannot train BatchNorm layers; use a batch size "
                 f"of at least {2 * context.world_size}"
             )
-        channels_last = config.channels_last
-        if channels_last is None:
-            channels_last = context.device.type == "cuda"
+        channels_last = resolve_channels_last(context.device, config.channels_last)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model.to(context.device, memory_format=self.memory_format)
         self.amp_dtype = resolve_amp(config.amp, context.device)
