@@ -37,7 +37,6 @@ def register(app: typer.Typer) -> None:
         from cxrmap.core.fileio import write_bytes_atomic
         from cxrmap.models.checkpoint import load_model
         from cxrmap.predict import backends
-        from cxrmap.predict.detect import DEFAULT_THRESHOLD
 
         if format not in FORMATS:
             raise DataError(f"unknown export format {format!r}; use {' or '.join(FORMATS)}")
@@ -74,7 +73,7 @@ def register(app: typer.Typer) -> None:
             reference,
             candidate.probabilities(held_out)[:, infection],
             masks,
-            float(meta.get("threshold", DEFAULT_THRESHOLD)),
+            meta.threshold,
             format,
         )
         typer.echo(f"wrote {out} ({format}, {len(data) / 2**20:.1f} MiB, metadata of {checkpoint} inside)")

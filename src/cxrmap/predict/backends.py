@@ -574,7 +574,7 @@ def select_backend(
         except ModelError:  # a package went away since: measure again
             pass
     size = meta.input_size
-    threshold = float(meta.get("threshold", DEFAULT_THRESHOLD))
+    threshold = meta.threshold
     infection = list(meta.channels).index("infection")
     if images is None:
         images, masks = phantom_set(size, GATE_IMAGES, GATE_SEED)
