@@ -388,10 +388,8 @@ def test_busy_server_answers_503_and_health_stays_responsive(checkpoint):
         deadline = time.monotonic() + 10
         while service.in_flight == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
-        start = time.perf_counter()
-        health = http.get("/healthz")
+        health = http.get("/healthz")  # answered while the prediction is still held: not queued behind it
         assert health.status_code == 200 and health.json()["in_flight"] == 1
-        assert time.perf_counter() - start < 2.0
         busy = http.post("/api/v1/predict", files={"file": ("b.png", data)})
         assert_error(busy, 503, "busy")
         assert int(busy.headers["retry-after"]) > 0
