@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,7 +29,7 @@ from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the shared test helpers (fake training)
 
-from tests.helpers.annotate import add_users, fake_trainer, setup_project, tiny_data  # noqa: E402
+from tests.helpers.annotate import add_users, fake_trainer, setup_project, start_server, tiny_data  # noqa: E402
 from tests.helpers.postgres import Unavailable, create_database, free_port, postgres_cluster  # noqa: E402
 
 from cxrmap.serving.annotate.app import create_app  # noqa: E402
@@ -39,31 +38,6 @@ from cxrmap.serving.annotate.masks import encode_rle  # noqa: E402
 from cxrmap.serving.annotate.simulate import ApiClient  # noqa: E402
 
 REVIEWERS = 8
-SERVER = """
-import sys, uvicorn
-from cxrmap.serving.annotate.app import create_app
-app = create_app(sys.argv[1], sys.argv[3] or None, fast_hash=True, worker=False)
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
-"""
-
-
-def start_server(folder: Path, port: int, db_url: str | None) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(folder), str(port), db_url or ""],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited: {process.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("server did not start")
 
 
 class Stats:

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import subprocess
+import sys
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 
 from cxrmap.data.io import read_mask
@@ -120,3 +124,34 @@ def review_server(folder: Path, data) -> Iterator[tuple]:
             rev1 = ApiClient(own, "rev1", users["rev1"])
             item = rev1.send("POST", f"/api/v1/review/projects/{project_id}/next")["review"]
             yield app, rev1, item
+
+
+SERVER = """
+import sys, uvicorn
+from cxrmap.serving.annotate.app import create_app
+app = create_app(sys.argv[1], sys.argv[3] or None, fast_hash=True, worker=False)
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+"""
+"""An annotation server in a process of its own (one that a test can kill -9): folder, port, database URL."""
+
+
+def start_server(
+    folder: Path, port: int, db_url: str | None = None, timeout: float = 120.0
+) -> subprocess.Popen:
+    """Start :data:`SERVER` on ``folder`` and ``port`` and wait until it answers ``/healthz``."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(folder), str(port), db_url or ""],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {process.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("server did not start")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,39 +24,8 @@ from cxrmap.serving.annotate.app import create_app  # noqa: E402
 from cxrmap.serving.annotate.db import Accepted, Database, Draft, Review, default_url  # noqa: E402
 from cxrmap.serving.annotate.masks import encode_rle, load_mask  # noqa: E402
 from cxrmap.serving.annotate.simulate import ApiClient  # noqa: E402
-from tests.helpers.annotate import add_users, fake_trainer, setup_project, tiny_data  # noqa: E402
-
-SERVER = """
-import sys, uvicorn
-from cxrmap.serving.annotate.app import create_app
-app = create_app(sys.argv[1], fast_hash=True, worker=False)
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(folder, port) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(folder), str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited: {process.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("server did not start")
+from tests.helpers.annotate import add_users, fake_trainer, setup_project, start_server, tiny_data  # noqa: E402
+from tests.helpers.postgres import free_port  # noqa: E402
 
 
 def hammer(
