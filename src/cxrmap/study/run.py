@@ -122,10 +122,6 @@ def classifier_encoders(options: StudyOptions) -> tuple[str, ...]:
     return options.classifiers or CLASSIFIERS.get(options.preset, CLASSIFIERS["quick"])
 
 
-def _without(params: dict, key: str) -> dict:
-    return {k: v for k, v in params.items() if k != key}
-
-
 def prepare_data(options: StudyOptions, config, say: Callable[[str], None]):
     """Index ``options.data``, or write (once) and index the phantom; returns ``(manifest, description)``."""
 
@@ -142,15 +138,15 @@ def prepare_data(options: StudyOptions, config, say: Callable[[str], None]):
         "size": 256,
         "seed": options.seed,
         "shortcut": options.shortcut,
-        "phantom": options.phantom,
     }
+    described = {**params, "phantom": options.phantom}
     root = options.out / "data"
     stamp = root / "phantom-params.json"
-    if not (stamp.is_file() and json.loads(stamp.read_text()) == params):
-        generate(root, kind=options.phantom, progress=options.progress, **_without(params, "phantom"))
-        stamp.write_text(json.dumps(params))
+    if not (stamp.is_file() and json.loads(stamp.read_text()) == described):
+        generate(root, kind=options.phantom, progress=options.progress, **params)
+        stamp.write_text(json.dumps(described))
     manifest = index_dataset(root, progress=False).manifest
-    return manifest, {"kind": "phantom", "root": str(root.resolve()), **params}
+    return manifest, {"kind": "phantom", "root": str(root.resolve()), **described}
 
 
 def _gallery(
