@@ -177,3 +177,21 @@ def test_group2_classes():
         ]
     )
     assert group2_classes(frame).tolist() == ["chestxray14", "covid", "bacterial", "viral", "other"]
+
+
+def test_validation_split_is_stratified_disjoint_and_reproducible():
+    from cxrmap.data.splits import validation_split
+
+    frame = _manifest(20, 40)
+    rows = np.arange(0, 60, 1)[5:]  # 15 COVID-19, 40 controls
+    fit, held = validation_split(frame, rows, 0.2, seed=3)
+    assert len(held) == 11 and len(fit) == 44
+    assert not set(fit) & set(held) and set(fit) | set(held) == set(rows)
+    labels = frame["label"].to_numpy()
+    assert (labels[held] == "covid").sum() == 3  # 20% of each class
+    assert np.array_equal(held, validation_split(frame, rows, 0.2, seed=3)[1])
+    assert np.array_equal(validation_split(frame, rows, 0.0)[0], rows)
+    with pytest.raises(DataError, match="validation share"):
+        validation_split(frame, rows, 1.0)
+    with pytest.raises(DataError, match="both classes"):
+        validation_split(frame, rows[:6], 0.1)

@@ -207,3 +207,52 @@ def test_predict_probabilities_is_the_sigmoid_of_the_logits():
     np.testing.assert_allclose(as_tensor, prob, atol=1e-6)  # same whatever the input form and batch size
     with pytest.raises(DataError, match="uint8"):
         predict_probabilities(model, images.astype(np.float32))
+
+
+def test_rule_chosen_on_validation_images_is_applied_to_the_test_images(tmp_path):
+    from cxrmap.evaluate.detection import choose_rule
+    from cxrmap.evaluate.evaluation import VALIDATED
+    from cxrmap.predict.detect import DetectionRule
+
+    def maps(spots: list[tuple[int, float]]) -> np.ndarray:
+        """One 10 x 10 map per (pixels, value): that many pixels at that probability."""
+        prob = np.zeros((len(spots), 10, 10), np.float32)
+        for image, (pixels, value) in enumerate(spots):
+            prob[image].flat[:pixels] = value
+        return prob
+
+    # validation: COVID-19 images have 3+ pixels at 0.8; controls have one pixel at 0.9 (a false spot)
+    validation = Evaluation()
+    spots = [(3, 0.8), (5, 0.8), (1, 0.9), (1, 0.9)]
+    validation.update(maps(spots), np.zeros((4, 10, 10)), np.zeros(4, bool), [1, 1, 0, 0])
+    rule = validation.choose_rule()
+    assert rule.min_area > 0 and rule.decide(maps(spots)).tolist() == [True, True, False, False]
+    assert choose_rule(validation.areas, [1, 1, 0, 0]) == rule
+    with pytest.raises(Exception, match="both classes"):
+        choose_rule(validation.areas[:2], [1, 1])
+
+    # test fold: the paper's rule calls the spotty control COVID-19, the validated one does not
+    test = Evaluation()
+    test.update(maps([(4, 0.85), (1, 0.95), (0, 0.0)]), np.zeros((3, 10, 10)), np.zeros(3, bool), [1, 0, 0])
+    test.rule = rule
+    metrics = test.metrics()
+    assert metrics["detection"]["specificity"] == pytest.approx(0.5)
+    assert metrics[VALIDATED]["specificity"] == 1.0 and metrics[VALIDATED]["sensitivity"] == 1.0
+    assert metrics[VALIDATED]["min_area"] == rule.min_area
+    again = Evaluation.from_dict(test.to_dict())
+    assert again.rule == rule
+    assert {k: again.metrics()[k] for k in ("detection", VALIDATED)} == {
+        k: metrics[k] for k in ("detection", VALIDATED)
+    }
+
+    summary = summarise([test, again])
+    assert summary[VALIDATED]["specificity"] == 1.0 and len(summary[VALIDATED]["rules"]) == 2
+    assert VALIDATED not in summarise([Evaluation.from_dict({**test.to_dict(), "rule": None})])
+    paths = write_results(
+        tmp_path, {"unet-densenet121": ({"arch": "unet", "encoder": "densenet121"}, [test])}
+    )
+    table = pd.read_csv(paths["detection"].with_suffix(".csv"))
+    assert table["rule"].str.startswith("paper").tolist() == [True, False]
+    assert table["specificity"].tolist() == [0.5, 1.0]
+    assert "chosen on validation images" in paths["detection"].read_text()
+    assert DetectionRule() == DetectionRule(0.5, 0.0)

@@ -57,3 +57,34 @@ def test_bad_maps_raise(prob):
 def test_bad_threshold_raises(threshold):
     with pytest.raises(DataError, match="threshold"):
         is_covid(one_hot_map(0.5), threshold=threshold)
+
+
+def test_area_scores_are_the_kth_largest_probability():
+    from cxrmap.predict.detect import MIN_AREAS, area_scores, min_pixels
+
+    prob = np.zeros((2, 10, 10), np.float32)
+    prob[0, 0, :4] = [0.9, 0.8, 0.7, 0.6]  # four pixels, the fourth at 0.6
+    prob[1, 5, 5] = 0.95  # one bright pixel
+    scores = area_scores(prob, (0.0, 0.02, 0.04, 0.05))
+    # 0 -> 1 pixel, 2% of 100 -> 2 pixels, 4% -> 4 pixels, 5% -> 5 pixels
+    assert [min_pixels(a, 100) for a in (0.0, 0.02, 0.04, 0.05)] == [1, 2, 4, 5]
+    np.testing.assert_allclose(scores, [[0.9, 0.8, 0.6, 0.0], [0.95, 0.0, 0.0, 0.0]], rtol=1e-6)
+    assert area_scores(prob[0], (0.0, 0.04)).tolist() == pytest.approx([0.9, 0.6])
+    assert area_scores(prob).shape == (2, len(MIN_AREAS))
+    assert np.array_equal(area_scores(prob)[:, 0], image_score(prob))  # area 0 is the paper's score
+
+
+def test_detection_rule_with_a_minimum_area():
+    from cxrmap.predict.detect import DetectionRule
+
+    prob = np.zeros((2, 10, 10), np.float32)
+    prob[0, 0, :4] = 0.7
+    prob[1, 5, 5] = 0.95
+    assert DetectionRule().decide(prob).tolist() == is_covid(prob).tolist() == [True, True]
+    # at least 3% of the image (3 pixels) at >= 0.6: the lone bright pixel no longer decides
+    assert DetectionRule(0.6, 0.03).decide(prob).tolist() == [True, False]
+    assert DetectionRule(0.6, 0.03).scores(prob[0]) == pytest.approx(0.7)
+    with pytest.raises(DataError, match="share of the image"):
+        DetectionRule(0.5, 1.5)
+    with pytest.raises(DataError, match="threshold"):
+        DetectionRule(0.0)

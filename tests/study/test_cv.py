@@ -115,3 +115,37 @@ def test_evaluate_cli_on_a_fold(manifest, tmp_path):
     first = pd.read_csv(out / "evaluation" / "table1_segmentation.csv")
     second = pd.read_csv(tmp_path / "eval" / "table1_segmentation.csv")
     assert first["f1"].equals(second["f1"])  # the same model on the same fold gives the same figures
+
+
+def test_cv_chooses_a_detection_rule_on_validation_images_and_evaluates_on_onnx(tmp_path, monkeypatch):
+    import cxrmap.study.cv as cv
+    from cxrmap.data.phantom.shapes import generate
+    from cxrmap.data.readers import index_dataset
+    from cxrmap.evaluate.evaluation import VALIDATED
+
+    generate(tmp_path / "data", n_covid=6, n_control=6, size=64, seed=2, progress=False)
+    manifest = index_dataset(tmp_path / "data", progress=False).manifest
+    trained_on = []
+    real_train = cv.train
+
+    def recording_train(config, cache, rows, *args, **kwargs):
+        trained_on.append(set(rows.tolist()))
+        return real_train(config, cache, rows, *args, **kwargs)
+
+    monkeypatch.setattr(cv, "train", recording_train)
+    config = TINY.replace(validation_share=0.3, batch_size=2)
+    result = run_cv(
+        manifest, [ModelSpec("unet", "resnet18")], config, tmp_path / "cv", 2, False, backend="onnx"
+    )
+    summary = result.summary["unet-resnet18"]
+    # the rule is chosen per fold on 2 of its 6 training images; the test images are scored under it
+    assert summary[VALIDATED]["images"] == summary["detection"]["images"] == 12
+    assert len(summary[VALIDATED]["rules"]) == 2
+    table = pd.read_csv(result.files["detection"].with_suffix(".csv"))
+    assert len(table) == 2 and table["rule"].str.contains("validation").tolist() == [False, True]
+    done = json.loads((tmp_path / "cv" / "unet-resnet18" / "fold-0" / "done.json").read_text())
+    assert done["metrics"][VALIDATED]["threshold"] == summary[VALIDATED]["rules"][0]["threshold"]
+    # each fold trained on 4 of its 6 training images: the 2 validation images were left out
+    folds = result.manifest["fold"].astype(int).to_numpy()
+    for fold, rows in enumerate(trained_on):
+        assert len(rows) == 4 and not rows & set(np.flatnonzero(folds == fold).tolist())

@@ -12,8 +12,8 @@ from cxrmap.cli import app
 from cxrmap.models.checkpoint import load_model
 
 TINY_LOUD = [
-    "--n-covid", "16", "--n-control", "16", "--folds", "2", "--epochs", "1", "--size", "64",
-    "--encoder", "resnet18", "--classifiers", "resnet18",
+    "--phantom", "shapes", "--n-covid", "16", "--n-control", "16", "--folds", "2", "--epochs", "1",
+    "--size", "64", "--encoder", "resnet18", "--classifiers", "resnet18",
 ]  # fmt: skip
 TINY = [*TINY_LOUD, "-q"]
 
@@ -65,6 +65,11 @@ def test_run_writes_summary_with_fractions_and_wall_time(run_dir):
     for task, metric in [("segmentation", "f1"), ("detection", "sensitivity"), ("detection", "specificity")]:
         assert 0.0 <= summary[task][metric] <= 1.0
     assert summary["wall_seconds"] > 0 and summary["folds"] == 2
+    # the rule chosen on each fold's validation images, scored on the same 32 test images as the paper's
+    validated = summary["detection_validated"]
+    assert validated["images"] == summary["detection"]["images"] == 32 and len(validated["rules"]) == 2
+    assert all(0.0 < rule["threshold"] <= 1.0 for rule in validated["rules"])
+    assert "chosen on validation images" in (run_dir / "cv" / "table3_detection.md").read_text()
     assert summary["data"] == {
         **summary["data"],
         "kind": "phantom",

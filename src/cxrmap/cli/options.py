@@ -15,6 +15,7 @@ from pathlib import Path
 import typer
 
 from cxrmap.core.errors import CxrmapError, OptionError
+from cxrmap.train.presets import preset_defaults
 
 MIN_SIZE, MAX_SIZE, SIZE_MULTIPLE = 32, 4096, 32
 """Network input sides accepted by --size (the encoders downsample 32 times)."""
@@ -190,6 +191,29 @@ def manifest_option() -> Path:
 def size_option(help: str) -> int | None:
     """``--size``: the network input side, a multiple of 32."""
     return typer.Option(None, "--size", help=help, callback=lambda value: check_size(value))
+
+
+def backend_option(default: str = "torch") -> str:
+    """``--backend``: the inference backend of the evaluation or prediction passes."""
+    return typer.Option(
+        default,
+        "--backend",
+        help="Inference backend: torch, onnx, onnx-int8, torch-bf16, torch-compile, or auto (the fastest "
+        "that passes the parity gate here; `cxrmap doctor` lists what this machine has).",
+    )
+
+
+def validation_share_option() -> float | None:
+    """``--validation-share``: training images set aside to choose a detection rule beside the paper's."""
+    return typer.Option(
+        None,
+        "--validation-share",
+        min=0.0,
+        max=0.9,
+        help="Share of the training images set aside (not trained on) to choose a detection threshold and "
+        "minimum infected area, reported beside the paper's rule as detection_validated; 0 trains on all "
+        f"(default: the preset's, {preset_defaults('validation_share')}).",
+    )
 
 
 def workers_option() -> int | None:

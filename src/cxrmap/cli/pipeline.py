@@ -9,12 +9,14 @@ import typer
 
 from cxrmap.cli.options import (
     arch_option,
+    backend_option,
     check_phantom_kind,
     device_option,
     encoder_option,
     out_folder_option,
     quiet_option,
     size_option,
+    validation_share_option,
 )
 from cxrmap.train.presets import preset_defaults, preset_help
 
@@ -54,6 +56,7 @@ def register(app: typer.Typer) -> None:
             "--classifiers",
             "Comma-separated encoders whose Grad-CAM maps are compared (default: the preset's).",
         ),
+        validation_share: float = validation_share_option(),
         seed: int = typer.Option(0, min=0, help="Seed of the phantom, the folds and the training."),
         n_covid: int = typer.Option(None, min=4, help="Phantom COVID-19 images (default: the preset's)."),
         n_control: int = typer.Option(None, min=4, help="Phantom control images (default: the preset's)."),
@@ -61,6 +64,7 @@ def register(app: typer.Typer) -> None:
             0.5, min=0.0, max=1.0, help="Phantom source shortcut (0 off): what a classifier can cheat on."
         ),
         device: str = device_option(),
+        backend: str = backend_option(),
         quiet: bool = quiet_option(),
     ) -> None:
         """Make or index the data, cross-validate, render infection maps, compare activation maps, report.
@@ -90,10 +94,12 @@ def register(app: typer.Typer) -> None:
             if classifiers
             else None,
             seed=seed,
+            validation_share=validation_share,
             n_covid=n_covid,
             n_control=n_control,
             shortcut=shortcut,
             device=device,
+            backend=backend,
             progress=not quiet,
         )
         result = run_study(options, say=console.print)
@@ -104,6 +110,12 @@ def register(app: typer.Typer) -> None:
             f"[bold]detection sensitivity[/] {det['sensitivity']:.3f}   "
             f"[bold]specificity[/] {det['specificity']:.3f}   ({summary['folds']} folds, held-out images)"
         )
+        if "detection_validated" in summary:
+            valid = summary["detection_validated"]
+            console.print(
+                f"detection with the rule chosen on validation images: sensitivity "
+                f"{valid['sensitivity']:.3f}, specificity {valid['specificity']:.3f}"
+            )
         console.print(f"wall time {summary['wall_seconds']:.0f} s")
         console.print(f"report: [bold]{result.report.resolve()}[/]")
         typer.echo(str(result.report.resolve()))

@@ -13,12 +13,14 @@ import typer
 
 from cxrmap.cli.options import (
     arch_option,
+    backend_option,
     device_option,
     encoder_option,
     manifest_option,
     out_folder_option,
     quiet_option,
     size_option,
+    validation_share_option,
     workers_option,
 )
 from cxrmap.core.errors import DataError
@@ -82,6 +84,7 @@ def run_train(
     resume: bool,
     progress: bool,
     skip_missing: bool = False,
+    validation_share: float | None = None,
 ):
     """Train one model (see ``cxrmap train --help``); evaluate it on the held-out rows when there are some.
 
@@ -109,6 +112,7 @@ def run_train(
         amp=amp,
         workers=workers,
         freeze_encoder=freeze_encoder,
+        validation_share=validation_share,
     )
     config = dataclasses.replace(config, weights=weights)
     main = int(os.environ.get("RANK", "0")) == 0
@@ -141,6 +145,7 @@ def run_evaluate(
     batch_size: int,
     device: str | None,
     progress: bool,
+    backend: str = "torch",
 ):
     """Evaluate a checkpoint (see ``cxrmap evaluate --help``).
 
@@ -157,9 +162,11 @@ def run_evaluate(
     from cxrmap.evaluate.evaluation import evaluate_model, write_results
     from cxrmap.evaluate.subgroups import write_subgroups
     from cxrmap.models.checkpoint import load_model
+    from cxrmap.predict.backends import make_backend
     from cxrmap.study.cv import SUBGROUPS, scores_frame
 
     model, meta = load_model(model_path, device=resolve_device(device))
+    runner = model if backend == "torch" else make_backend(backend, model, meta, resolve_device(device))
     config = meta.provenance.config
     cache = build_cache(read_manifest(manifest_path), meta.input_size, progress=progress)
     if fold is None and split is None:
@@ -168,7 +175,7 @@ def run_evaluate(
         folds, seed = int(config.get("folds", 5)), int(config.get("seed", 0))
         _, _, test_idx = _indices(cache.manifest, fold, split, folds, seed)
     evaluation = evaluate_model(
-        model,
+        runner,
         cache,
         test_idx,
         threshold=meta.threshold,
@@ -215,6 +222,7 @@ def register(app: typer.Typer) -> None:
             None, help=f"Override the preset's learning rate ({preset_defaults('lr')})."
         ),
         amp: str = typer.Option(None, help="Mixed precision: auto, bf16, fp16 (GPU) or off."),
+        validation_share: float = validation_share_option(),
         workers: int = workers_option(),
         device: str = device_option(),
         resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt where it stopped."),
@@ -244,6 +252,7 @@ def register(app: typer.Typer) -> None:
             resume=resume,
             progress=not quiet,
             skip_missing=skip_missing,
+            validation_share=validation_share,
         )
 
     @app.command("evaluate")
@@ -255,6 +264,7 @@ def register(app: typer.Typer) -> None:
         split: str = typer.Option(None, help="Evaluate on this split's rows (e.g. test)."),
         batch_size: int = typer.Option(16, min=1, help="Images per forward pass."),
         device: str = device_option(),
+        backend: str = backend_option(),
         quiet: bool = quiet_option(),
     ) -> None:
         """Evaluate a trained model: pixel segmentation and image detection metrics (Tables I, III, IV)."""
@@ -267,6 +277,7 @@ def register(app: typer.Typer) -> None:
             batch_size=batch_size,
             device=device,
             progress=not quiet,
+            backend=backend,
         )
 
     @app.command("cv")
@@ -293,7 +304,9 @@ def register(app: typer.Typer) -> None:
         lr: float = typer.Option(
             None, help=f"Override the preset's learning rate ({preset_defaults('lr')})."
         ),
+        validation_share: float = validation_share_option(),
         device: str = device_option(),
+        backend: str = backend_option(),
         quiet: bool = quiet_option(),
     ) -> None:
         """Cross-validate models over k folds; finished folds are skipped, cut-off ones resumed."""
@@ -302,7 +315,9 @@ def register(app: typer.Typer) -> None:
         from cxrmap.study.cv import model_specs, run_cv
         from cxrmap.train import get_preset
 
-        config = get_preset(preset, epochs=epochs, batch_size=batch_size, size=size, lr=lr)
+        config = get_preset(
+            preset, epochs=epochs, batch_size=batch_size, size=size, lr=lr, validation_share=validation_share
+        )
         result = run_cv(
             manifest,
             model_specs(archs, encoders, frozen, weights),
@@ -311,5 +326,6 @@ def register(app: typer.Typer) -> None:
             folds,
             progress=not quiet,
             device=device,
+            backend=backend,
         )
         _print_tables(result.files, Console())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from cxrmap.core.errors import DataError
 from cxrmap.data.manifest import normalise_manifest
@@ -191,6 +191,41 @@ def fold_indices(manifest: pd.DataFrame, fold: int | str) -> tuple[np.ndarray, n
         raise DataError(f"fold {fold!r} is not in the manifest; it has folds {', '.join(present)}")
     test = folds == str(fold)
     return np.flatnonzero((folds != "") & ~test).astype(np.int64), np.flatnonzero(test).astype(np.int64)
+
+
+def validation_split(
+    manifest: pd.DataFrame, rows, share: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Set ``share`` of the training ``rows`` aside for validation, stratified on ``label``.
+
+    The validation images tune what the paper fixes (the detection rule, :mod:`cxrmap.predict.detect`); they
+    come from the training folds only, never from the test fold. ``share`` 0 keeps every row for training.
+
+    Returns:
+        ``(training rows, validation rows)``, int64 and sorted.
+
+    Raises:
+        DataError: ``share`` is outside [0, 1), or too small or too large to keep both classes on both sides.
+    """
+    rows = np.asarray(rows, np.int64)
+    if not 0.0 <= share < 1.0:
+        raise DataError(f"the validation share must lie in [0, 1), got {share!r}")
+    if share == 0.0:
+        return np.sort(rows), np.zeros(0, np.int64)
+    labels = manifest["label"].to_numpy()
+    problem = "the training images hold one class only"
+    if len(set(labels[rows])) > 1:
+        try:
+            fit, held = train_test_split(rows, test_size=share, stratify=labels[rows], random_state=seed)
+            if all(len(set(labels[part])) > 1 for part in (fit, held)):
+                return np.sort(fit), np.sort(held)
+            problem = "a side would hold one class only"
+        except ValueError as error:
+            problem = str(error)
+    raise DataError(
+        f"cannot set {share:g} of {len(rows)} training images aside for validation with both classes on "
+        f"both sides ({problem}); use another validation share (0 for none) or more images"
+    )
 
 
 def split_indices(manifest: pd.DataFrame, split: str = "train") -> np.ndarray:

@@ -4,6 +4,9 @@ An image is detected as COVID-19 when its infection probability reaches the thre
 (:func:`cxrmap.predict.detect.is_covid`); its score is the maximum pixel probability
 (:func:`cxrmap.predict.detect.image_score`), from which the ROC curve and its AUC follow. COVID-19 is the
 positive class, the control group the negative class.
+
+:func:`choose_rule` picks a :class:`~cxrmap.predict.detect.DetectionRule` (threshold and minimum infected
+area) on validation images; its figures on the test fold are reported beside the paper's rule.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from sklearn.metrics import roc_curve as sk_roc_curve
 from cxrmap.core.errors import DataError
 from cxrmap.evaluate.metrics import ConfusionCounter
 from cxrmap.evaluate.segmentation import metrics_with_intervals
+from cxrmap.predict.detect import DEFAULT_THRESHOLD, MIN_AREAS, DetectionRule
 
 
 class DetectionAccumulator:
@@ -84,3 +88,41 @@ def roc_curve(labels, scores) -> dict[str, np.ndarray]:
 
     fpr, tpr, thresholds = sk_roc_curve(np.asarray(labels), np.asarray(scores), drop_intermediate=False)
     return {"threshold": np.clip(thresholds, 0.0, 1.0), "fpr": fpr, "tpr": tpr}
+
+
+def choose_rule(areas, labels, min_areas: tuple[float, ...] = MIN_AREAS) -> DetectionRule:
+    """The rule with the highest Youden index (sensitivity + specificity - 1) on validation images.
+
+    Args:
+        areas: the images' :func:`~cxrmap.predict.detect.area_scores` ``(N, len(min_areas))``.
+        labels: 1 COVID-19, 0 control, one per image; both classes must be present.
+
+    Thresholds are taken midway between neighbouring scores; ties go to the smaller area, then to the
+    threshold nearest the paper's 0.5.
+
+    Raises:
+        DataError: the validation images hold one class only, or the shapes disagree.
+
+    Example:
+        >>> choose_rule(np.array([[0.9, 0.8], [0.7, 0.1], [0.3, 0.0]]), [1, 0, 0], (0.0, 0.1))
+        DetectionRule(threshold=0.8, min_area=0.0)
+    """
+    areas = np.asarray(areas, np.float64).reshape(len(labels), -1)
+    labels = np.asarray(labels).astype(bool)
+    if areas.shape[1] != len(min_areas):
+        raise DataError(f"{areas.shape[1]} area scores per image, but {len(min_areas)} minimum areas")
+    if labels.all() or not labels.any():
+        raise DataError(
+            "choosing a detection rule needs validation images of both classes (COVID-19 and control); "
+            "give a larger validation share or more images"
+        )
+    best, best_key = DetectionRule(), None
+    for column, area in enumerate(min_areas):
+        values = np.unique(areas[:, column])
+        for threshold in np.clip((values[1:] + values[:-1]) / 2 if len(values) > 1 else values, 1e-6, 1.0):
+            predicted = areas[:, column] >= threshold
+            youden = predicted[labels].mean() + (~predicted[~labels]).mean() - 1
+            key = (round(youden, 12), -area, -abs(threshold - DEFAULT_THRESHOLD))
+            if best_key is None or key > best_key:
+                best, best_key = DetectionRule(float(threshold), float(area)), key
+    return best

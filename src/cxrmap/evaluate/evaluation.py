@@ -6,13 +6,16 @@ are all negatives, so false alarms on controls count against specificity and pre
 the COVID-19 test images alone are reported beside them (``segmentation_covid``). Images whose infection
 mask is unknown (COVID-19 rows without a mask) count for detection only.
 
-Detection is evaluated per image (Table III): COVID-19 when any pixel reaches the threshold.
+Detection is evaluated per image (Table III): COVID-19 when any pixel reaches the threshold. Each image's
+:func:`~cxrmap.predict.detect.area_scores` are kept too, so that a rule chosen on validation images
+(:func:`~cxrmap.evaluate.detection.choose_rule`) can be applied to the test images afterwards
+(``detection_validated``, beside the paper's rule).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +23,7 @@ import numpy as np
 from cxrmap.core.fileio import json_safe, write_text_atomic
 from cxrmap.core.progress import track
 from cxrmap.evaluate.curves import write_pr_curves, write_roc_curves
-from cxrmap.evaluate.detection import DetectionAccumulator, roc_curve
+from cxrmap.evaluate.detection import DetectionAccumulator, choose_rule, roc_curve
 from cxrmap.evaluate.metrics import confidence_interval
 from cxrmap.evaluate.segmentation import METRICS, PixelAccumulator, interval_sizes, pr_curve
 from cxrmap.evaluate.tables import (
@@ -32,7 +35,8 @@ from cxrmap.evaluate.tables import (
     to_markdown,
     write_table,
 )
-from cxrmap.predict.detect import image_score
+from cxrmap.predict.backends import Backend
+from cxrmap.predict.detect import MIN_AREAS, DetectionRule, area_scores
 from cxrmap.predict.inference import predict_probabilities
 
 
@@ -44,12 +48,16 @@ class Evaluation:
         pixels: pixel counts over all images with a known mask (both classes): the paper's Table I.
         pixels_covid: the same over the COVID-19 images only.
         detection: per-image scores and labels (Table III, Table IV, ROC).
+        areas: per image (in ``detection``'s order), its area scores for each of :data:`MIN_AREAS`.
+        rule: a detection rule chosen on validation images (:meth:`choose_rule`), or None.
     """
 
     threshold: float = 0.5
     pixels: PixelAccumulator = field(default=None)
     pixels_covid: PixelAccumulator = field(default=None)
     detection: DetectionAccumulator = field(default=None)
+    areas: list[list[float]] = field(default_factory=list)
+    rule: DetectionRule | None = None
 
     def __post_init__(self) -> None:
         self.pixels = self.pixels or PixelAccumulator(self.threshold)
@@ -74,22 +82,43 @@ class Evaluation:
         if covid.any():
             self.pixels_covid.update(infection_prob[covid], masks[covid])
         if len(labels):
-            self.detection.update(image_score(infection_prob), labels, indices)
+            areas = area_scores(infection_prob)
+            self.detection.update(areas[:, 0], labels, indices)
+            self.areas.extend(areas.tolist())
 
     def merge(self, other: Evaluation) -> Evaluation:
         """Add another evaluation (another fold) into this one; returns self."""
         self.pixels.merge(other.pixels)
         self.pixels_covid.merge(other.pixels_covid)
         self.detection.merge(other.detection)
+        self.areas.extend(other.areas)
         return self
 
+    def choose_rule(self) -> DetectionRule:
+        """The detection rule that these (validation) images favour (:func:`choose_rule`)."""
+        return choose_rule(self.areas, self.detection.labels)
+
+    def validated(self) -> DetectionAccumulator:
+        """Image scores and decisions under :attr:`rule` (raises ``ValueError`` without one)."""
+        if self.rule is None:
+            raise ValueError("this evaluation has no validated detection rule")
+        column = MIN_AREAS.index(self.rule.min_area)
+        accumulator = DetectionAccumulator(self.rule.threshold)
+        scores = np.asarray(self.areas, np.float64).reshape(len(self.areas), -1)[:, column]
+        accumulator.update(scores, self.detection.labels, self.detection.indices)
+        return accumulator
+
     def metrics(self) -> dict:
-        """``{"segmentation": ..., "segmentation_covid": ..., "detection": ...}`` (fractions, Eq. 8-13)."""
-        return {
+        """``{"segmentation": ..., "segmentation_covid": ..., "detection": ...}`` (fractions, Eq. 8-13),
+        and ``detection_validated`` (with the rule's ``threshold`` and ``min_area``) where there is a rule."""
+        metrics = {
             "segmentation": self.pixels.metrics(),
             "segmentation_covid": self.pixels_covid.metrics(),
             "detection": self.detection.metrics(),
         }
+        if self.rule is not None:
+            metrics["detection_validated"] = {**self.validated().metrics(), **asdict(self.rule)}
+        return metrics
 
     def to_dict(self) -> dict:
         """JSON-safe state: pixel histograms and per-image scores (see :meth:`from_dict`)."""
@@ -101,7 +130,9 @@ class Evaluation:
                 "scores": self.detection.scores,
                 "labels": self.detection.labels,
                 "indices": self.detection.indices,
+                "areas": self.areas,
             },
+            "rule": None if self.rule is None else asdict(self.rule),
         }
 
     @classmethod
@@ -111,11 +142,14 @@ class Evaluation:
         detection.update(
             data["detection"]["scores"], data["detection"]["labels"], data["detection"]["indices"]
         )
+        rule = data.get("rule")
         return cls(
             data["threshold"],
             PixelAccumulator.from_dict(data["pixels"]),
             PixelAccumulator.from_dict(data["pixels_covid"]),
             detection,
+            areas=[list(row) for row in data["detection"].get("areas", [])],
+            rule=None if rule is None else DetectionRule(**rule),
         )
 
 
@@ -137,7 +171,8 @@ def evaluate_model(
     images. Channel 0 of the output is the infection map.
 
     Args:
-        model: a segmentation network.
+        model: a segmentation network, or an inference backend running one
+            (:func:`cxrmap.predict.backends.make_backend`: ONNX Runtime, int8...).
         cache: the :class:`~cxrmap.data.cache.ImageCache` holding the images and masks.
         indices: cache rows to evaluate (e.g. a fold's test part).
         threshold: pixel and detection threshold (0.5 in the paper).
@@ -155,7 +190,12 @@ def evaluate_model(
     bar = track(stage="evaluate", total=len(indices), enabled=progress)
     for start in range(0, len(indices), chunk):
         rows = np.sort(indices[start : start + chunk])
-        prob = predict_probabilities(model, cache.images[rows], batch_size=batch_size, device=device, amp=amp)
+        images = cache.images[rows]
+        prob = (
+            model.probabilities(images)
+            if isinstance(model, Backend)
+            else predict_probabilities(model, images, batch_size=batch_size, device=device, amp=amp)
+        )
         evaluation.update(prob[:, 0], np.asarray(cache.masks[rows]), cache.has_mask[rows], labels[rows], rows)
         bar.update(len(rows))
     bar.close()
@@ -163,6 +203,8 @@ def evaluate_model(
 
 
 TASKS = ("segmentation", "segmentation_covid", "detection")
+VALIDATED = "detection_validated"
+"""Detection under the rule chosen on validation images (present where every fold has one)."""
 
 
 def summarise(evaluations: list[Evaluation]) -> dict:
@@ -174,12 +216,14 @@ def summarise(evaluations: list[Evaluation]) -> dict:
 
     Returns:
         ``{task: {metric: mean, metric_ci: half-width, tp, fp, tn, fn, folds, images}}`` for each of
-        :data:`TASKS` (counts and images summed over the folds).
+        :data:`TASKS` (counts and images summed over the folds); :data:`VALIDATED` too, with each fold's
+        ``rules`` (threshold, min_area), where every fold has a validated rule.
     """
 
     per_fold = [evaluation.metrics() for evaluation in evaluations]
+    validated = bool(evaluations) and all(e.rule is not None for e in evaluations)
     summary = {}
-    for task in TASKS:
+    for task in (*TASKS, VALIDATED) if validated else TASKS:
         counts = [sum(int(m[task][k]) for m in per_fold) for k in ("tp", "fp", "tn", "fn")]
         sizes = interval_sizes(*counts)
         values: dict = {}
@@ -192,16 +236,31 @@ def summarise(evaluations: list[Evaluation]) -> dict:
         values.update(dict(zip(("tp", "fp", "tn", "fn"), counts, strict=True)), folds=len(per_fold))
         values["images"] = sum(int(m[task]["images"]) for m in per_fold)
         summary[task] = values
+    if validated:
+        summary[VALIDATED]["rules"] = [asdict(e.rule) for e in evaluations]
     return summary
+
+
+def rule_label(rules: list[dict] | None) -> str:
+    """Table III's name of a detection rule: the paper's, or the validated one with each fold's setting."""
+    if not rules:
+        return "paper: any pixel >= 0.5"
+    settings = ", ".join(
+        f"{r['threshold']:.2f}" + (f" & >= {100 * r['min_area']:g}% of the image" if r["min_area"] else "")
+        for r in rules
+    )
+    return f"chosen on validation images (per fold: {settings})"
 
 
 def write_results(out_dir, results: dict[str, tuple[dict, list[Evaluation]]]) -> dict[str, Path]:
     """Write the tables and curves of one or more models' evaluations (one per fold) into ``out_dir``.
 
-    Files: ``table1_segmentation`` (pixels of all test images, as the paper), ``table1_segmentation_covid``
-    (COVID-19 test images only), ``table3_detection``, ``table4_confusion`` (cumulative over folds), each as
-    ``.md`` and ``.csv``; ``fig6_precision_recall.{png,csv}`` (pixel precision-recall over the threshold,
-    all folds' pixels); ``roc_detection.{png,csv}`` (out-of-fold image scores); ``summary.json``.
+    Files: ``table1_segmentation`` (pixels of all test images, as the paper),
+    ``table1_segmentation_covid`` (COVID-19 test images only), ``table3_detection``, ``table4_confusion``
+    (cumulative over folds), each as ``.md`` and ``.csv`` (Table III: a row for the paper's rule and,
+    where the folds chose one on validation images, a row for that rule);
+    ``fig6_precision_recall.{png,csv}`` (pixel precision-recall over the threshold, all folds' pixels);
+    ``roc_detection.{png,csv}`` (out-of-fold image scores); ``summary.json``.
 
     Args:
         out_dir: destination folder.
@@ -219,6 +278,17 @@ def write_results(out_dir, results: dict[str, tuple[dict, list[Evaluation]]]) ->
         summary = summaries[name] = summarise(evaluations)
         for task in TASKS:
             rows[task].append({**describe(model_config), "metrics": summary[task], "folds": len(evaluations)})
+        rows["detection"][-1]["rule"] = rule_label(None)
+        if VALIDATED in summary:
+            rule = rule_label(summary[VALIDATED]["rules"])
+            rows["detection"].append(
+                {
+                    **describe(model_config),
+                    "metrics": summary[VALIDATED],
+                    "folds": len(evaluations),
+                    "rule": rule,
+                }
+            )
         merged = Evaluation(evaluations[0].threshold)
         for evaluation in evaluations:
             merged.merge(evaluation)

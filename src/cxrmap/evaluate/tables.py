@@ -50,12 +50,15 @@ def metric_table(rows: list[dict], columns: tuple[str, ...]) -> pd.DataFrame:
     """One row per model: labels, then each metric (fraction) and its ``_ci`` half-width.
 
     Args:
-        rows: dicts with the :data:`KEY_COLUMNS` labels and ``metrics`` (``{name: v, name_ci: h}``).
+        rows: dicts with the :data:`KEY_COLUMNS` labels and ``metrics`` (``{name: v, name_ci: h}``); a
+            ``rule`` (Table III's detection rule) is kept as a column after the labels.
         columns: metric names, in order.
     """
     records = []
     for row in rows:
         record = {k: row.get(k, "") for k in KEY_COLUMNS}
+        if "rule" in row:
+            record["rule"] = row["rule"]
         for name in columns:
             record[name] = row["metrics"].get(name, float("nan"))
             record[f"{name}_ci"] = row["metrics"].get(f"{name}_ci", float("nan"))
@@ -76,10 +79,12 @@ def format_value(value: float, ci: float) -> str:
 
 def to_markdown(table: pd.DataFrame, columns: tuple[str, ...], title: str) -> str:
     """A Markdown rendering of :func:`metric_table`'s output under ``title`` (values in %)."""
-    header = ["Model", "Encoder", "Encoder layers", *(TITLES.get(c, c) for c in columns)]
+    keys = (*KEY_COLUMNS, "rule") if "rule" in table else KEY_COLUMNS
+    labels = ["Model", "Encoder", "Encoder layers", "Detection rule"][: len(keys)]
+    header = [*labels, *(TITLES.get(c, c) for c in columns)]
     lines = [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for record in table.to_dict("records"):
-        cells = [str(record[k]) for k in KEY_COLUMNS]
+        cells = [str(record[k]) for k in keys]
         cells += [format_value(record[c], record[f"{c}_ci"]) for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

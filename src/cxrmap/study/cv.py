@@ -13,6 +13,7 @@ scores are kept (``scores.csv``) and broken down by the manifest's group, findin
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import warnings
@@ -28,10 +29,11 @@ from cxrmap.core.fileio import json_safe, write_text_atomic
 from cxrmap.core.runtime import resolve_device
 from cxrmap.data.cache import build_cache
 from cxrmap.data.manifest import read_manifest, write_manifest
-from cxrmap.data.splits import assign_folds, fold_indices
+from cxrmap.data.splits import assign_folds, fold_indices, validation_split
 from cxrmap.evaluate.evaluation import Evaluation, evaluate_model, summarise, write_results
 from cxrmap.evaluate.subgroups import write_subgroups
 from cxrmap.models.checkpoint import load_model, update_meta
+from cxrmap.predict.backends import CALIBRATION_IMAGES, make_backend
 from cxrmap.train.loop import FINAL, LAST, train
 from cxrmap.train.presets import TrainConfig, get_preset
 
@@ -160,20 +162,26 @@ def train_and_evaluate(
     progress: bool = True,
     device: str | None = None,
     extra: dict | None = None,
+    backend: str = "torch",
 ):
     """Train on ``train_idx``, reload the final model and evaluate it on ``test_idx``.
 
-    The held-out figures (and ``extra``) are written into the checkpoint's metadata, so the model file says
-    how good it is. Without test rows the evaluation is ``None``. ``resume``: continue from ``last.pt``
-    (``None``: when there is one).
+    With ``config.validation_share`` > 0 that share of ``train_idx`` is set aside (stratified) and not
+    trained on; the detection rule it favours (:meth:`Evaluation.choose_rule`) is applied to the test images
+    beside the paper's (``detection_validated``). The held-out figures (and ``extra``) are written into the
+    checkpoint's metadata, so the model file says how good it is. The evaluation passes run on the inference
+    ``backend`` (:func:`~cxrmap.predict.backends.make_backend`; int8 calibrated on training images). Without
+    test rows the evaluation is ``None``. ``resume``: continue from ``last.pt`` (``None``: when there is
+    one).
 
     Returns:
         ``(TrainResult, Evaluation | None)``.
     """
+    fit_idx, val_idx = validation_split(cache.manifest, train_idx, config.validation_share, config.seed)
     result = train(
         config,
         cache,
-        train_idx,
+        fit_idx,
         None,
         out_dir,
         resume=(Path(out_dir) / LAST).is_file() if resume is None else resume,
@@ -182,16 +190,14 @@ def train_and_evaluate(
     )
     if not len(test_idx):
         return result, None
-    model, _ = load_model(result.model_path, device=resolve_device(device))
-    evaluation = evaluate_model(
-        model,
-        cache,
-        test_idx,
-        threshold=config.threshold,
-        device=resolve_device(device),
-        amp=config.amp,
-        progress=progress,
-    )
+    device = resolve_device(device)
+    model, meta = load_model(result.model_path, device=device)
+    calibration = np.asarray(cache.images[fit_idx[:CALIBRATION_IMAGES]]) if backend == "onnx-int8" else None
+    runner = make_backend(backend, model, meta, device, amp=config.amp, calibration=calibration)
+    evaluate = functools.partial(evaluate_model, runner, cache, threshold=config.threshold)
+    evaluation = evaluate(test_idx, progress=progress)
+    if len(val_idx):
+        evaluation.rule = evaluate(val_idx, progress=False).choose_rule()
     update_meta(result.model_path, metrics={**(extra or {}), **evaluation.metrics()})
     return result, evaluation
 
@@ -202,7 +208,13 @@ def fold_done(fold_dir: Path) -> bool:
 
 
 def run_fold(
-    config: TrainConfig, cache, fold: int, fold_dir: Path, progress: bool = True, device: str | None = None
+    config: TrainConfig,
+    cache,
+    fold: int,
+    fold_dir: Path,
+    progress: bool = True,
+    device: str | None = None,
+    backend: str = "torch",
 ) -> tuple[Evaluation, Path]:
     """Train on every fold but ``fold`` and evaluate on ``fold``; skip what ``done.json`` says is done.
 
@@ -214,7 +226,15 @@ def run_fold(
         return Evaluation.from_dict(json.loads(done.read_text())["evaluation"]), fold_dir / FINAL
     train_idx, test_idx = fold_indices(cache.manifest, fold)
     result, evaluation = train_and_evaluate(
-        config, cache, train_idx, test_idx, fold_dir, progress=progress, device=device, extra={"fold": fold}
+        config,
+        cache,
+        train_idx,
+        test_idx,
+        fold_dir,
+        progress=progress,
+        device=device,
+        extra={"fold": fold},
+        backend=backend,
     )
     metrics = evaluation.metrics()
     record = {"fold": fold, "seconds": result.seconds, "metrics": metrics, "evaluation": evaluation.to_dict()}
@@ -230,6 +250,7 @@ def run_cv(
     folds: int | None = None,
     progress: bool = True,
     device: str | None = None,
+    backend: str = "torch",
 ) -> CVResult:
     """Cross-validate every model of ``configs`` over ``folds`` folds and write the combined tables.
 
@@ -243,6 +264,8 @@ def run_cv(
         folds: number of folds; default the preset's.
         progress: show progress bars.
         device: ``cpu``, ``cuda``...; ``None`` takes the GPU if there is one.
+        backend: the inference backend of the evaluation passes (:data:`~cxrmap.predict.backends.BACKENDS`
+            or ``auto``).
 
     Progress shows the fold and, inside a :func:`cxrmap.core.progress.plan`, the ETA of the whole run.
 
@@ -256,10 +279,12 @@ def run_cv(
     """
 
     with progress_output.plan():
-        return _run_cv(manifest, configs, preset, Path(out_dir), folds, progress, device)
+        return _run_cv(manifest, configs, preset, Path(out_dir), folds, progress, device, backend)
 
 
-def _run_cv(manifest, configs, preset, out_dir: Path, folds, progress: bool, device) -> CVResult:
+def _run_cv(
+    manifest, configs, preset, out_dir: Path, folds, progress: bool, device, backend: str
+) -> CVResult:
     base = get_preset(preset) if isinstance(preset, str) else preset
     k = int(folds or base.folds)
     base = base.replace(folds=k)
@@ -294,7 +319,7 @@ def _run_cv(manifest, configs, preset, out_dir: Path, folds, progress: bool, dev
             facts = {"model": spec.name} if len(specs) > 1 else {}
             with progress_output.context(**facts, fold=f"{fold + 1}/{k}"):
                 evaluation, path = run_fold(
-                    config, cache, fold, out_dir / spec.name / f"fold-{fold}", progress, device
+                    config, cache, fold, out_dir / spec.name / f"fold-{fold}", progress, device, backend
                 )
             fold_evaluations.append(evaluation)
             paths.append(path)

@@ -72,8 +72,12 @@ class StudyOptions:
         folds, epochs, size: cross-validation folds, training epochs, input side; None for the preset's.
         classifiers: encoders of the classification networks compared by Grad-CAM; None for the preset's.
         seed: seed of the phantom, the folds and the training.
+        validation_share: training images set aside to choose a detection rule beside the paper's; None
+            for the preset's (:class:`~cxrmap.train.presets.TrainConfig`).
         n_covid, n_control, shortcut: the phantom's size and source shortcut (ignored with ``data``).
         device: ``cpu``, ``cuda``...; None picks the GPU if there is one.
+        backend: inference backend of the evaluation passes and the maps
+            (:data:`~cxrmap.predict.backends.BACKENDS` or ``auto``).
         progress: show progress bars.
     """
 
@@ -89,10 +93,12 @@ class StudyOptions:
     size: int | None = None
     classifiers: tuple[str, ...] | None = None
     seed: int = 0
+    validation_share: float | None = None
     n_covid: int | None = None
     n_control: int | None = None
     shortcut: float = 0.5
     device: str | None = None
+    backend: str = "torch"
     progress: bool = True
 
 
@@ -150,7 +156,7 @@ def prepare_data(options: StudyOptions, config, say: Callable[[str], None]):
 
 
 def _gallery(
-    model_path: Path, manifest, test_idx: np.ndarray, out: Path, seed: int
+    model_path: Path, manifest, test_idx: np.ndarray, out: Path, seed: int, backend: str
 ) -> list[tuple[str, Path]]:
     """Infection maps of held-out images beside their radiograph and ground truth (paper Fig. 5)."""
 
@@ -166,7 +172,7 @@ def _gallery(
     )
     rows = manifest.iloc[chosen]
     images = [read_image(path) for path in rows["image_path"]]
-    predictions = Predictor.from_checkpoint(model_path).predict(images)
+    predictions = Predictor.from_checkpoint(model_path, backend=backend).predict(images)
     gallery = []
     for (_, row), image, prediction in zip(rows.iterrows(), images, predictions, strict=True):
         truth = np.repeat(image[..., None], 3, axis=2)
@@ -272,7 +278,12 @@ def _study(options: StudyOptions, say: Callable[[str], None]) -> StudyResult:
         options.weights if options.weights is not None else default_weights(options.encoder, options.preset)
     )
     config = get_preset(
-        options.preset, seed=options.seed, folds=options.folds, epochs=options.epochs, size=options.size
+        options.preset,
+        seed=options.seed,
+        folds=options.folds,
+        epochs=options.epochs,
+        size=options.size,
+        validation_share=options.validation_share,
     )
 
     say(f"[1/5] data -> {out / 'data' if options.data is None else options.data}")
@@ -297,7 +308,15 @@ def _study(options: StudyOptions, say: Callable[[str], None]) -> StudyResult:
     )
     step = time.perf_counter()
     spec = ModelSpec(options.arch, options.encoder, weights, False)
-    cv = run_cv(manifest, [spec], config, out / "cv", progress=options.progress, device=options.device)
+    cv = run_cv(
+        manifest,
+        [spec],
+        config,
+        out / "cv",
+        progress=options.progress,
+        device=options.device,
+        backend=options.backend,
+    )
     timings["cross-validation"] = time.perf_counter() - step
     summary = cv.summary[spec.name]
 
@@ -318,7 +337,7 @@ def _study(options: StudyOptions, say: Callable[[str], None]) -> StudyResult:
     cache = build_cache(cv.manifest, config.size, progress=False)
 
     _, test_idx = fold_indices(cache.manifest, 0)
-    gallery = _gallery(model_path, cache.manifest, test_idx, out, options.seed)
+    gallery = _gallery(model_path, cache.manifest, test_idx, out, options.seed, options.backend)
     timings["infection maps"] = time.perf_counter() - step
 
     say("[4/5] classifiers and their activation maps (Grad-CAM) against the infection maps")
@@ -333,6 +352,11 @@ def _study(options: StudyOptions, say: Callable[[str], None]) -> StudyResult:
         "segmentation": summary["segmentation"],
         "segmentation_covid": summary["segmentation_covid"],
         "detection": summary["detection"],
+        **(
+            {"detection_validated": summary["detection_validated"]}
+            if "detection_validated" in summary
+            else {}
+        ),
         "localisation": comparison["table"].to_dict(orient="records"),
         "classifiers": comparison["classifiers"],
         "model": describe(

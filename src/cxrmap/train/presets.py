@@ -90,6 +90,9 @@ class TrainConfig:
         lung_weight: weight of the lung channel's loss against the infection channel's 1 (the lung
             channel is learnt where lung masks exist, for severity; the paper trains infection alone).
         threshold: probability at or above which a pixel is infected (Sec. II-D).
+        validation_share: share of the training images set aside (stratified) to choose a detection rule
+            beside the paper's (``detection_validated``, :func:`cxrmap.evaluate.detection.choose_rule`);
+            0 trains on all of them and reports the paper's rule only.
         deterministic: ask torch for deterministic algorithms (exact resume checks; slower on GPU).
         phantom_covid, phantom_control: size of the phantom data set the preset is meant for.
         preset: the preset this configuration came from.
@@ -119,6 +122,7 @@ class TrainConfig:
     dice_per_image: bool = True
     lung_weight: float = 1.0
     threshold: float = 0.5
+    validation_share: float = 0.0
     deterministic: bool = False
     phantom_covid: int = 0
     phantom_control: int = 0
@@ -138,6 +142,8 @@ class TrainConfig:
             raise ModelError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if not 0.0 < self.threshold < 1.0:
             raise ModelError(f"threshold must lie in (0, 1), got {self.threshold!r}")
+        if not 0.0 <= self.validation_share < 1.0:
+            raise ModelError(f"validation_share must lie in [0, 1), got {self.validation_share!r}")
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
 
     def replace(self, **changes) -> TrainConfig:
@@ -190,6 +196,7 @@ PRESETS: dict[str, TrainConfig] = {
         folds=3,
         dice_smooth=5.0,
         lung_weight=0.1,
+        validation_share=0.15,
         phantom_covid=120,
         phantom_control=240,
         preset="quick",
