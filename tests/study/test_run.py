@@ -138,11 +138,12 @@ def test_run_on_data_without_covid_masks_says_why(tmp_path):
     assert "no COVID-19 images with infection masks" in str(result.exception or result.output)
 
 
-def test_the_ct_phantom_is_the_data_when_asked(tmp_path):
+def test_the_ct_phantom_is_the_default_data(tmp_path):
     from cxrmap.study.run import StudyOptions, prepare_data
     from cxrmap.train.presets import get_preset
 
-    options = StudyOptions(out=tmp_path, phantom="ct", n_covid=2, n_control=2, progress=False)
+    assert "[default: ct]" in CliRunner().invoke(app, ["run", "--help"], terminal_width=200).output
+    options = StudyOptions(out=tmp_path, n_covid=2, n_control=2, progress=False)
     manifest, data = prepare_data(options, get_preset("quick"), print)
     assert len(manifest) == 4 and (manifest["label"] == "covid").sum() == 2
     assert data["kind"] == "phantom" and data["phantom"] == "ct"

@@ -31,10 +31,11 @@ def register(app: typer.Typer) -> None:
             None, "--data", help="Dataset root in any layout `cxrmap index` reads (default: the phantom)."
         ),
         phantom: str = typer.Option(
-            "shapes",
+            "ct",
             "--phantom",
             callback=check_phantom_kind,
-            help="Without --data, the phantom: shapes (2D, fast) or ct (rendered from a real chest CT).",
+            help="Without --data, the phantom: ct (radiographs rendered from a real chest CT) or shapes "
+            "(drawn in 2D: faster to make and easier to learn).",
         ),
         preset: str = typer.Option("quick", help=f"{preset_help()}."),
         arch: str = arch_option(),

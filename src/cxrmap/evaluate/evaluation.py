@@ -246,7 +246,7 @@ def rule_label(rules: list[dict] | None) -> str:
     if not rules:
         return "paper: any pixel >= 0.5"
     settings = ", ".join(
-        f"{r['threshold']:.2f}" + (f" & >= {100 * r['min_area']:g}% of the image" if r["min_area"] else "")
+        f"{r['threshold']:.3g}" + (f" & >= {100 * r['min_area']:g}% of the image" if r["min_area"] else "")
         for r in rules
     )
     return f"chosen on validation images (per fold: {settings})"

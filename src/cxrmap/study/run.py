@@ -63,8 +63,8 @@ class StudyOptions:
     Attributes:
         out: the run folder.
         data: a dataset root (any layout ``cxrmap index`` reads); None makes the phantom.
-        phantom: the phantom's kind without ``data``: ``shapes`` (2D, fast) or ``ct`` (rendered from a real
-            chest CT, :mod:`cxrmap.data.phantom.ct`).
+        phantom: the phantom's kind without ``data``: ``ct`` (rendered from a real chest CT,
+            :mod:`cxrmap.data.phantom.ct`; the default) or ``shapes`` (drawn in 2D: faster, and easier).
         preset: ``quick`` (2-core CPU, minutes) or ``paper`` (Sec. III-A, GPU).
         arch, encoder: the segmentation network (the paper's leading model: U-Net + DenseNet-121).
         weights: initial encoder weights; None for the preset's default (random for ``quick``, ImageNet or
@@ -83,7 +83,7 @@ class StudyOptions:
 
     out: Path
     data: Path | None = None
-    phantom: str = "shapes"
+    phantom: str = "ct"
     preset: str = "quick"
     arch: str = "unet"
     encoder: str = "densenet121"
