@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from cxrmap.core import progress as progress_output
-from cxrmap.core.errors import ModelError
+from cxrmap.core.errors import DataError, ModelError
 from cxrmap.core.fileio import json_safe, write_text_atomic
 from cxrmap.core.runtime import resolve_device
 from cxrmap.data.cache import build_cache
@@ -177,7 +177,12 @@ def train_and_evaluate(
     Returns:
         ``(TrainResult, Evaluation | None)``.
     """
-    fit_idx, val_idx = validation_split(cache.manifest, train_idx, config.validation_share, config.seed)
+    share = config.validation_share if len(test_idx) else 0.0  # the rule is for scoring test rows
+    try:
+        fit_idx, val_idx = validation_split(cache.manifest, train_idx, share, config.seed)
+    except DataError as error:  # too few images of a class: the paper's rule alone, on all of them
+        warnings.warn(f"{error}; no validated detection rule for {out_dir}", stacklevel=2)
+        fit_idx, val_idx = validation_split(cache.manifest, train_idx, 0.0)
     result = train(
         config,
         cache,
