@@ -76,6 +76,7 @@ def register(app: typer.Typer) -> None:
         """
         from rich.console import Console
 
+        from cxrmap.evaluate.evaluation import VALIDATED
         from cxrmap.study.run import StudyOptions, run_study
 
         console = Console(stderr=True, soft_wrap=True)  # a log file gets whole lines
@@ -111,8 +112,8 @@ def register(app: typer.Typer) -> None:
             f"[bold]detection sensitivity[/] {det['sensitivity']:.3f}   "
             f"[bold]specificity[/] {det['specificity']:.3f}   ({summary['folds']} folds, held-out images)"
         )
-        if "detection_validated" in summary:
-            valid = summary["detection_validated"]
+        if VALIDATED in summary:
+            valid = summary[VALIDATED]
             console.print(
                 f"detection with the rule chosen on validation images: sensitivity "
                 f"{valid['sensitivity']:.3f}, specificity {valid['specificity']:.3f}"

@@ -31,6 +31,7 @@ from cxrmap.data.io import read_image, read_mask
 from cxrmap.data.phantom import generate
 from cxrmap.data.readers import index_dataset
 from cxrmap.data.splits import fold_indices
+from cxrmap.evaluate.evaluation import VALIDATED
 from cxrmap.evaluate.metrics import binary_metrics
 from cxrmap.evaluate.tables import describe
 from cxrmap.explain import (
@@ -352,11 +353,7 @@ def _study(options: StudyOptions, say: Callable[[str], None]) -> StudyResult:
         "segmentation": summary["segmentation"],
         "segmentation_covid": summary["segmentation_covid"],
         "detection": summary["detection"],
-        **(
-            {"detection_validated": summary["detection_validated"]}
-            if "detection_validated" in summary
-            else {}
-        ),
+        **({VALIDATED: summary[VALIDATED]} if VALIDATED in summary else {}),
         "localisation": comparison["table"].to_dict(orient="records"),
         "classifiers": comparison["classifiers"],
         "model": describe(
