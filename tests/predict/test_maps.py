@@ -11,7 +11,7 @@ from PIL import Image
 
 from cxrmap.core.errors import DataError
 from cxrmap.core.images import save_png
-from cxrmap.predict.maps import DISPLAY_FLOOR, colorbar, infection_map
+from cxrmap.predict.maps import DISPLAY_FLOOR, colorbar, display_shape, infection_map
 
 
 def reference_map(cxr: np.ndarray, prob: np.ndarray, floor: float) -> np.ndarray:
@@ -38,6 +38,14 @@ def test_matches_per_pixel_recipe():
     assert np.abs(result.astype(float) - reference_map(cxr, prob, DISPLAY_FLOOR)).max() <= 1.0
     float32_result = infection_map(cxr, prob.astype(np.float32))
     assert np.abs(float32_result.astype(int) - result.astype(int)).max() <= 1
+
+
+def test_every_jet_level_on_every_gray_level_matches_the_recipe():
+    levels, grays = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    cxr = grays.astype(np.uint8)
+    prob = (levels + 0.5) / 256.0  # the middle of each jet level
+    result = infection_map(cxr, prob, floor=0.0)
+    assert np.abs(result.astype(float) - reference_map(cxr, prob, 0.0)).max() <= 1.0
 
 
 def test_zero_probability_leaves_radiograph_unchanged():
@@ -120,3 +128,22 @@ def test_save_png_round_trip_is_atomic(tmp_path):
     with pytest.raises(DataError, match="uint8"):
         save_png(tmp_path / "bad.png", rgb.astype(np.float32))
     assert not (tmp_path / "bad.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("shape", "side", "expected"),
+    [
+        ((3000, 2000), 1024, (1024, 683)),
+        ((2000, 3000), 1024, (683, 1024)),
+        ((800, 600), 1024, (800, 600)),
+        ((4096, 10), 1024, (1024, 2)),
+        ((3000, 2000), 0, (3000, 2000)),
+    ],
+)
+def test_display_shape_caps_the_longest_side_and_keeps_the_aspect(shape, side, expected):
+    assert display_shape(shape, side) == expected
+
+
+def test_display_shape_refuses_a_negative_side():
+    with pytest.raises(DataError, match="full size"):
+        display_shape((10, 10), -1)
