@@ -16,9 +16,9 @@ one, so one bad item fails only its own request.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -28,8 +28,6 @@ from cxrmap.core.errors import BusyError, CxrmapError
 DEFAULT_MAX_WAIT = 0.004
 """Longest wait, in seconds, for announced requests to join a batch (a few ms: a small share of a
 forward pass on a CPU, long enough for an upload that is being decoded)."""
-
-_STOP = object()
 
 
 class Batcher:
@@ -63,9 +61,9 @@ class Batcher:
         self.max_batch = int(max_batch)
         self.max_wait = float(max_wait)
         self.batches = 0
-        """Calls of ``run`` made so far (for the tests and the benchmark)."""
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._lock = threading.Lock()
+        """Calls of ``run`` made so far."""
+        self._ready = threading.Condition()
+        self._items: deque[tuple[Any, Future]] = deque()
         self._coming = 0
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
@@ -74,71 +72,66 @@ class Batcher:
     @property
     def queued(self) -> int:
         """Items submitted and not yet taken into a batch."""
-        return self._queue.qsize()
+        return len(self._items)
 
     def expect(self) -> None:
         """Announce an item that will be submitted soon (or withdrawn): a batch may wait for it."""
-        with self._lock:
+        with self._ready:
             self._coming += 1
 
     def withdraw(self) -> None:
         """An announced item will not come."""
-        with self._lock:
+        with self._ready:
             self._coming = max(0, self._coming - 1)
+            self._ready.notify()
 
     def submit(self, item: Any) -> Future:
         """Queue ``item`` (consuming one announcement, if any); the future holds its result or error."""
         future: Future = Future()
-        with self._lock:
+        with self._ready:
             if self._closed:
                 raise BusyError("The server is shutting down; retry in a few seconds.", retry_after=5)
             self._coming = max(0, self._coming - 1)
-            self._queue.put((item, future))
+            self._items.append((item, future))
+            self._ready.notify()
         return future
 
     def close(self, timeout: float = 10.0) -> None:
         """Answer the items already submitted, then stop the thread; later submissions are refused."""
-        with self._lock:
-            if self._closed:
-                return
+        with self._ready:
             self._closed = True
-            self._queue.put(_STOP)
+            self._ready.notify()
         self._thread.join(timeout)
 
     # ------------------------------------------------------------------------------------------ thread
     def _loop(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is _STOP:
-                break
-            batch, stop = self._gather([first])
+            with self._ready:
+                self._ready.wait_for(lambda: self._items or self._closed)
+                if not self._items:
+                    return  # closed, and every item answered
+                batch = self._gather()
             # a request that went away (its future cancelled) is left out
             batch = [(item, future) for item, future in batch if future.set_running_or_notify_cancel()]
             if batch:
                 self._run(batch)
-            if stop:
-                break
 
-    def _gather(self, batch: list) -> tuple[list, bool]:
-        """``batch`` filled with the items queued now, then with announced ones for up to ``max_wait``."""
+    def _gather(self) -> list[tuple[Any, Future]]:
+        """The items queued now (up to ``max_batch``), then announced ones arriving within ``max_wait``.
+
+        Called holding the lock, with at least one item queued.
+        """
+        batch = [self._items.popleft()]
         deadline = time.monotonic() + self.max_wait
         while len(batch) < self.max_batch:
-            try:
-                entry = self._queue.get_nowait()
-            except queue.Empty:
-                with self._lock:
-                    coming = self._coming
-                left = deadline - time.monotonic()
-                if coming == 0 or left <= 0:
-                    break
-                try:
-                    entry = self._queue.get(timeout=left)
-                except queue.Empty:
-                    break
-            if entry is _STOP:
-                return batch, True
-            batch.append(entry)
-        return batch, False
+            if self._items:
+                batch.append(self._items.popleft())
+                continue
+            left = deadline - time.monotonic()
+            if self._coming == 0 or left <= 0 or self._closed:
+                break
+            self._ready.wait(left)
+        return batch
 
     def _run(self, batch: list) -> None:
         """Run ``batch``; when it raises, run its items one by one so each gets its own answer."""
