@@ -217,8 +217,6 @@ class ModelService:
 
         if workers < 1 or max_queue < 0:
             raise CxrmapError(f"workers must be >= 1 and the queue >= 0; got {workers} and {max_queue}")
-        if batch_size < 1:
-            raise CxrmapError(f"the batch size must be at least 1; got {batch_size}")
         self.path = Path(path)
         model, meta = load_model(self.path, device=device)
         self.meta = meta
