@@ -1,22 +1,26 @@
-"""Serving overhead of ``cxrmap serve``: API latency and throughput against the bare model forward.
+"""Request batching in ``cxrmap serve``: API latency under concurrent clients, batched against unbatched.
 
 Builds U-Net + DenseNet-121 with RANDOM weights (speed does not depend on what the weights learnt) at the
-``quick`` preset's input size, saves it as a checkpoint, and in the same run measures:
+``quick`` preset's input size, saves it as a checkpoint, and for each backend of ``--backends`` measures in
+the same run:
 
 1. the bare prediction time, ``Predictor.predict([image])`` on one phantom radiograph, in a worker
    thread as the server runs it (p50);
-2. ``POST /api/v1/predict`` on a loopback uvicorn server, single sequential requests (p50, p95);
-3. throughput and errors with ``--clients`` concurrent clients for ``--seconds`` seconds, while a probe
-   checks that ``/healthz`` stays responsive;
+2. for the unbatched server (``--batch-size 1``, the baseline) and the batched one (``--batch-size``):
+   ``POST /api/v1/predict`` on a loopback uvicorn server, single sequential requests (p50), then
+   ``--clients`` concurrent clients for ``--seconds`` seconds (throughput, latency p50/p95, the mean batch
+   the network ran, errors) while a probe checks that ``/healthz`` stays responsive;
 
-and prints the server overhead ratio (API p50 latency / bare p50). Loopback only; every loop is bounded.
+and prints the ratios unbatched / batched (latency) and batched / unbatched (throughput), and the server
+overhead (sequential API p50 / bare p50). Loopback only; every loop is bounded.
 
-    python benchmarks/bench_serve.py [--seconds 30] [--clients 8] [--sequential 30] [--workers 1]
+    python benchmarks/bench_serve.py [--backends torch,onnx] [--batch-size 8] [--seconds 30] [--clients 8]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import threading
@@ -136,54 +140,79 @@ def concurrent(url: str, data: bytes, clients: int, seconds: float) -> dict:
     return {"ok": ok, "errors": errors, "health": health, "elapsed": elapsed}
 
 
+def serve_phase(checkpoint: Path, data: bytes, args, backend: str, batch_size: int) -> dict:
+    """Sequential requests, then ``args.clients`` concurrent clients, on a server with ``batch_size``."""
+    app = create_app(
+        checkpoint, workers=args.workers, max_queue=args.queue, backend=backend, batch_size=batch_size
+    )
+    service = app.state.service
+    with serve_in_background(app) as url:
+        latencies = sequential(url, data, args.sequential)
+        calls = service.batcher.batches
+        load = concurrent(url, data, args.clients, args.seconds)
+        calls = service.batcher.batches - calls
+    load["sequential"] = latencies
+    load["mean_batch"] = (len(load["ok"]) + sum(load["errors"].values())) / max(calls, 1)
+    return load
+
+
+def report(label: str, load: dict, args) -> None:
+    ok, errors = load["ok"], sum(load["errors"].values())
+    kinds = f" {load['errors']}" if errors else ""
+    print(
+        f"  {label}: sequential p50 {1000 * percentile(load['sequential'], 50):6.1f} ms; "
+        f"{args.clients} clients x {args.seconds:g} s: {len(ok) / load['elapsed']:5.2f} req/s, "
+        f"p50 {1000 * percentile(ok, 50):6.0f} ms, p95 {1000 * percentile(ok, 95):6.0f} ms, "
+        f"mean batch {load['mean_batch']:.1f}, {len(ok)} ok, {errors} errors{kinds}; /healthz max "
+        f"{1000 * max(load['health'], default=float('nan')):.0f} ms (n={len(load['health'])})"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=30.0, help="length of the concurrent phase")
+    parser.add_argument("--backends", default="torch,onnx", help="inference backends, comma-separated")
+    parser.add_argument("--batch-size", type=int, default=8, help="the batched server's batch size")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of each concurrent phase")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
-    parser.add_argument("--sequential", type=int, default=30, help="sequential requests (and bare calls)")
-    parser.add_argument("--workers", type=int, default=1, help="server prediction threads")
+    parser.add_argument("--sequential", type=int, default=20, help="sequential requests (and bare calls)")
+    parser.add_argument("--workers", type=int, default=1, help="server decoding/drawing threads")
     parser.add_argument("--queue", type=int, default=8, help="server queue limit (beyond: 503)")
     parser.add_argument("--image-size", type=int, default=256, help="side of the phantom radiograph")
     args = parser.parse_args()
+    backends = [name.strip() for name in args.backends.split(",") if name.strip()]
 
     size = PRESETS["quick"].size
+    failed = False
     with tempfile.TemporaryDirectory(prefix="cxrmap-bench-serve-") as tmp:
         tmp = Path(tmp)
+        os.environ["CXRMAP_CACHE"] = str(tmp / "cache")  # the random network's exported graphs go here
         checkpoint = write_checkpoint(tmp / "model.pt", size)
         root = generate(tmp / "phantom", n_covid=1, n_control=0, size=args.image_size, seed=0, progress=False)
         image_path = next((root / "QaTa-COV19-v1" / "Images").glob("*.png"))
         data, image = image_path.read_bytes(), read_image(image_path)
         print(
             f"model: U-Net + DenseNet-121, RANDOM weights, input {size}px (quick preset); "
-            f"image {image.shape[1]}x{image.shape[0]} PNG, {len(data):,} bytes"
+            f"image {image.shape[1]}x{image.shape[0]} PNG, {len(data):,} bytes; {args.workers} worker(s), "
+            f"queue {args.queue}"
         )
-
-        bare = bare_forward(Predictor.from_checkpoint(checkpoint), image, args.sequential)
-        app = create_app(checkpoint, workers=args.workers, max_queue=args.queue)
-        with serve_in_background(app) as url:
-            latencies = sequential(url, data, args.sequential)
-            load = concurrent(url, data, args.clients, args.seconds)
-
-    bare_p50 = percentile(bare, 50)
-    p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
-    bare_p95 = percentile(bare, 95)
-    print(f"bare Predictor.predict:   p50 {1000 * bare_p50:7.1f} ms  p95 {1000 * bare_p95:7.1f} ms")
-    print(f"API, sequential (n={len(latencies)}): p50 {1000 * p50:7.1f} ms  p95 {1000 * p95:7.1f} ms")
-    throughput = len(load["ok"]) / load["elapsed"]
-    errors = sum(load["errors"].values())
-    kinds = f" {load['errors']}" if errors else ""
-    print(
-        f"API, {args.clients} clients x {args.seconds:g} s, {args.workers} worker(s): "
-        f"{throughput:.2f} req/s, {len(load['ok'])} ok, {errors} errors{kinds}, "
-        f"latency p50 {1000 * percentile(load['ok'], 50):.0f} ms "
-        f"p95 {1000 * percentile(load['ok'], 95):.0f} ms"
-    )
-    print(
-        f"/healthz under load: p50 {1000 * percentile(load['health'], 50):.1f} ms, "
-        f"max {1000 * max(load['health'], default=float('nan')):.1f} ms (n={len(load['health'])})"
-    )
-    print(f"server overhead ratio (API p50 / bare p50): {p50 / bare_p50:.2f}x")
-    return 0 if errors == 0 else 1
+        for backend in backends:
+            predictor = Predictor.from_checkpoint(checkpoint, backend=backend)
+            bare = percentile(bare_forward(predictor, image, args.sequential), 50)
+            del predictor
+            print(f"backend {backend}: bare Predictor.predict([image]) p50 {1000 * bare:.1f} ms")
+            single = serve_phase(checkpoint, data, args, backend, 1)
+            report("unbatched (--batch-size 1)", single, args)
+            batched = serve_phase(checkpoint, data, args, backend, args.batch_size)
+            report(f"batched (--batch-size {args.batch_size})", batched, args)
+            one, many = single["ok"], batched["ok"]
+            print(
+                f"  ratios, unbatched / batched: p50 {percentile(one, 50) / percentile(many, 50):.2f}x, "
+                f"p95 {percentile(one, 95) / percentile(many, 95):.2f}x; throughput batched / unbatched "
+                f"{(len(many) / batched['elapsed']) / (len(one) / single['elapsed']):.2f}x; server overhead "
+                f"(batched sequential p50 / bare p50) {percentile(batched['sequential'], 50) / bare:.2f}x"
+            )
+            failed |= bool(single["errors"] or batched["errors"])
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

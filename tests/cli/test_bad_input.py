@@ -84,6 +84,8 @@ CASES = [
     _case(f"{PREDICT} {{j2k}}", "none of the 1 image file(s) could be decoded"),
     _case("models --arch segnet --csv", "--arch 'segnet' is no architecture"),
     _case("serve --model {model} --device cuda:7", "--device cuda:7"),
+    _case("serve --model {model} --backend bogus", "unknown inference backend 'bogus'"),
+    _case("serve --model {model} --batch-size 0", "'--batch-size'"),
 ]
 if not torch.cuda.is_available():
     CASES.append(_case(f"{TRAIN} --device cuda", "--device cuda: this machine has no usable CUDA GPU"))

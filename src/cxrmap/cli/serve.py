@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cxrmap.cli.options import device_option
+from cxrmap.cli.options import backend_option, device_option
 from cxrmap.core.errors import CheckpointError
 
 MIB = 2**20
@@ -22,11 +22,21 @@ def register(app: typer.Typer) -> None:
         ),
         host: str = typer.Option("127.0.0.1", help="Interface to listen on (loopback by default)."),
         port: int = typer.Option(8000, help="TCP port."),
-        workers: int = typer.Option(1, min=1, help="Threads running predictions (one model, loaded once)."),
-        queue: int = typer.Option(8, min=0, help="Requests that may wait for a worker; beyond: 503."),
+        workers: int = typer.Option(
+            1, min=1, help="Threads decoding uploads and drawing maps (the model runs in one thread)."
+        ),
+        queue: int = typer.Option(8, min=0, help="Requests that may wait beyond --workers; beyond: 503."),
+        batch_size: int = typer.Option(
+            8,
+            "--batch-size",
+            min=1,
+            help="Most requests run through the network together: those arriving while it is busy are "
+            "batched (1: one at a time).",
+        ),
         max_upload_mb: float = typer.Option(50.0, min=0.001, help="Largest upload in MiB."),
         max_megapixels: float = typer.Option(40.0, min=0.001, help="Largest image in megapixels."),
         device: str = device_option("cpu"),
+        backend: str = backend_option(),
     ) -> None:
         """Serve the demo page (drop a chest X-ray, see its infection map) and the JSON API.
 
@@ -56,11 +66,14 @@ def register(app: typer.Typer) -> None:
             max_queue=queue,
             device=device,
             allowed_hosts=loopback_names(host),
+            backend=backend,
+            batch_size=batch_size,
         )
         card = application.state.service.card
         typer.echo(
             f"model {card['arch']} + {card['encoder']} ({card['model_id']}), trained on: {card['trained_on']}"
         )
+        typer.echo(f"inference backend {card['backend']}, batches of up to {batch_size} requests")
         if card["trained_on_phantoms"]:
             typer.secho(
                 "warning: this model was trained on synthetic phantoms, not on patient images",

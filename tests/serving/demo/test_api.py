@@ -170,6 +170,7 @@ def assert_same_as_predictor(body: dict, image: np.ndarray, predictor) -> None:
     assert (body["width"], body["height"]) == (width, height)
     overlay = decode_data_uri(body["map_png"])
     assert overlay.size == (width, height) and overlay.mode == "RGB"
+    assert (body["map_width"], body["map_height"]) == (width, height)  # small images: drawn at their size
     cxr = decode_data_uri(body["cxr_png"])
     assert cxr.size == (width, height) and cxr.mode == "L"
     np.testing.assert_array_equal(np.asarray(cxr), image)
@@ -369,13 +370,13 @@ def test_busy_server_answers_503_and_health_stays_responsive(checkpoint):
     app = create_app(checkpoint, workers=1, max_queue=0)
     service = app.state.service
     release = threading.Event()
-    predict = service.predictor.predict
+    predict = service.batcher.run
 
     def slow_predict(images):
         release.wait(20)
         return predict(images)
 
-    service.predictor.predict = slow_predict
+    service.batcher.run = slow_predict
     data = png_of(gradient())
     with serve_in_background(app) as url, httpx.Client(base_url=url, timeout=30) as http:
         first: dict = {}

@@ -12,7 +12,11 @@
 Uploads are vetted by the shared HTTP layer (:mod:`cxrmap.serving.http`: size cap while streaming, format by
 content, declared pixel count, DICOM header) and processed in memory; nothing is written to disk and no
 DICOM tag is echoed.
-Predictions run in a bounded pool of worker threads: beyond the queue limit the server answers 503 with
+Uploads are decoded and their maps drawn in a bounded pool of worker threads; the network runs in one
+batching thread (:mod:`cxrmap.serving.demo.batching`) that passes the requests waiting for it through one
+``Predictor.predict`` call (up to ``batch_size``). The map is drawn at display size
+(:func:`cxrmap.predict.maps.display_shape`: longest side at most 1024 px); the decision and figures come from
+the network's output as in ``cxrmap predict``. Beyond the queue limit the server answers 503 with
 ``Retry-After`` rather than piling up work, so ``/healthz`` and the page stay responsive under load.
 """
 
@@ -26,6 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
+import cv2
+import numpy as np
 import uvicorn
 from fastapi import FastAPI, File, UploadFile
 from fastapi.responses import FileResponse, Response
@@ -39,10 +45,11 @@ from cxrmap.core.fileio import json_safe
 from cxrmap.core.images import FAST_PNG, data_uri, encode_png, file_sha256
 from cxrmap.data.io import decode_image
 from cxrmap.models.checkpoint import load_model
-from cxrmap.predict.maps import infection_map
-from cxrmap.predict.predictor import Predictor
+from cxrmap.predict.maps import DISPLAY_SIDE, display_shape, infection_map
+from cxrmap.predict.predictor import Prediction, Predictor
 from cxrmap.predict.severity import REGIONS
 from cxrmap.report.card import build_card
+from cxrmap.serving.demo.batching import Batcher
 from cxrmap.serving.http.errors import install_error_handlers
 from cxrmap.serving.http.middleware import install_middleware
 from cxrmap.serving.http.uploads import check_upload
@@ -109,9 +116,14 @@ class PredictResponse(BaseModel):
     threshold: float
     severity: Severity | None = Field(description="Infected share of the lungs; null when unavailable.")
     severity_note: str | None = Field(description="Why the severity is unavailable, when it is.")
-    width: int
-    height: int
-    map_png: str = Field(description="The infection map (paper Fig. 5) as a PNG data URI, image size.")
+    width: int = Field(description="Width of the uploaded image, in pixels.")
+    height: int = Field(description="Height of the uploaded image, in pixels.")
+    map_png: str = Field(
+        description=f"The infection map (paper Fig. 5) as a PNG data URI, drawn at display size: the "
+        f"image's aspect ratio, longest side at most {DISPLAY_SIDE} px (map_width x map_height)."
+    )
+    map_width: int = Field(description=f"Width of map_png, in pixels (longest side <= {DISPLAY_SIDE}).")
+    map_height: int = Field(description=f"Height of map_png, in pixels (longest side <= {DISPLAY_SIDE}).")
     cxr_png: str = Field(description="The radiograph as read (8-bit grayscale) as a PNG data URI.")
     model_id: str = Field(description="Short SHA-256 of the checkpoint file that answered.")
     trained_on_phantoms: bool
@@ -154,6 +166,7 @@ class ModelCard(BaseModel):
     arch: str
     encoder: str
     weights: str | None = Field(description="Encoder initialisation the model was trained from.")
+    backend: str = Field(description="Inference backend the predictions run on (torch, onnx, ...).")
     parameters: int
     input_size: int | None
     channels: list[str]
@@ -178,14 +191,17 @@ class Health(BaseModel):
 
 # ----------------------------------------------------------------------------------------------- model
 class ModelService:
-    """One loaded checkpoint, its card, and the bounded pool that runs its predictions.
+    """One loaded checkpoint, its card, the batcher that runs its predictions and the bounded pool that
+    decodes uploads and draws maps.
 
     Args:
         path: the checkpoint (``cxrmap.models.checkpoint.save_checkpoint`` format).
-        workers: prediction threads.
-        max_queue: requests allowed to wait for a thread; more at once are refused with 503.
+        workers: threads decoding uploads and drawing maps.
+        max_queue: requests allowed to wait beyond ``workers``; more at once are refused with 503.
         max_pixels: the largest image accepted (width x height).
         device: where the model runs ("cpu", "cuda", ...).
+        backend: inference backend (:data:`cxrmap.predict.backends.BACKENDS` or ``auto``).
+        batch_size: most requests run through the network together (1: one at a time).
     """
 
     def __init__(
@@ -195,6 +211,8 @@ class ModelService:
         max_queue: int = 8,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         device: str = "cpu",
+        backend: str = "torch",
+        batch_size: int = 8,
     ):
 
         if workers < 1 or max_queue < 0:
@@ -202,14 +220,15 @@ class ModelService:
         self.path = Path(path)
         model, meta = load_model(self.path, device=device)
         self.meta = meta
-        self.predictor = Predictor(model, meta, device=device)
+        self.predictor = Predictor(model, meta, device=device, batch_size=batch_size, backend=backend)
         self.model_id = file_sha256(self.path)[:12]
         self.max_pixels = int(max_pixels)
         self.phantom = meta.phantom
         self.warnings = [PHANTOM_WARNING] if self.phantom else []
         self.card = self._card(model)
         self.capacity = workers + max_queue
-        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cxrmap-predict")
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cxrmap-decode")
+        self.batcher = Batcher(self.predictor.predict, max_batch=batch_size)
         self._slots = threading.BoundedSemaphore(self.capacity)
         self._lock = threading.Lock()
         self.in_flight = 0
@@ -227,6 +246,7 @@ class ModelService:
             "arch": meta.arch,
             "encoder": meta.encoder,
             "weights": meta.weights,
+            "backend": self.predictor.backend.name,
             "parameters": parameters,
             "input_size": self.predictor.input_size,
             "channels": list(meta.channels),
@@ -267,18 +287,35 @@ class ModelService:
             self.in_flight -= 1
         self._slots.release()
 
-    def analyse(self, data: bytes) -> dict[str, Any]:
-        """Vet, decode and predict one upload; return the :class:`PredictResponse` fields.
+    async def analyse(self, data: bytes) -> dict[str, Any]:
+        """Vet, decode and predict one upload (batched with the others waiting); the response's fields.
+
+        Raises:
+            CxrmapError: the upload is refused (see :meth:`decode`), or its prediction failed.
+        """
+        start = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        self.batcher.expect()
+        try:
+            image = await loop.run_in_executor(self.executor, self.decode, data)
+        except BaseException:
+            self.batcher.withdraw()
+            raise
+        prediction = await asyncio.wrap_future(self.batcher.submit(image))
+        answer = await loop.run_in_executor(self.executor, self.answer, image, prediction)
+        answer["elapsed_ms"] = round(1000.0 * (time.perf_counter() - start), 1)
+        return answer
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """The upload's pixels, uint8 (H, W).
 
         Raises:
             CxrmapError: the upload is refused (see :func:`cxrmap.serving.http.uploads.check_upload`);
                 DataError ``unreadable_image``: its pixels cannot be decoded.
         """
-
-        start = time.perf_counter()
         kind, _ = check_upload(data, self.max_pixels)
         try:
-            image = decode_image(data, name="the uploaded image", max_pixels=self.max_pixels)
+            return decode_image(data, name="the uploaded image", max_pixels=self.max_pixels)
         except DataError as error:
             # DICOM messages could quote header values; say only that the pixels could not be decoded.
             reason = "its pixel data could not be decoded" if kind == "dicom" else str(error)
@@ -286,9 +323,11 @@ class ModelService:
                 f"The {kind.upper()} file could not be read: {reason}. Re-export the image and retry.",
                 code="unreadable_image",
             ) from None
-        prediction = self.predictor.predict([image])[0]
-        rgb = infection_map(image, prediction.prob)
+
+    def answer(self, image: np.ndarray, prediction: Prediction) -> dict[str, Any]:
+        """The :class:`PredictResponse` fields (but ``elapsed_ms``) of ``prediction`` on ``image``."""
         height, width = image.shape
+        cxr, prob = _display_size(image, prediction.prob)
         return {
             "decision": "covid" if prediction.covid else "no_covid",
             "covid": bool(prediction.covid),
@@ -298,17 +337,31 @@ class ModelService:
             "severity_note": prediction.severity_note,
             "width": int(width),
             "height": int(height),
-            "map_png": data_uri(encode_png(rgb, FAST_PNG)),
+            "map_png": data_uri(encode_png(infection_map(cxr, prob), FAST_PNG)),
+            "map_width": int(cxr.shape[1]),
+            "map_height": int(cxr.shape[0]),
             "cxr_png": data_uri(encode_png(image, FAST_PNG)),
             "model_id": self.model_id,
             "trained_on_phantoms": self.phantom,
             "warnings": self.warnings,
             "notice": RESEARCH_NOTICE,
-            "elapsed_ms": round(1000.0 * (time.perf_counter() - start), 1),
         }
 
     def close(self) -> None:
+        """Stop the batcher (after the predictions already submitted) and the worker pool."""
+        self.batcher.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _display_size(image: np.ndarray, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` and its probability map resized to :func:`~cxrmap.predict.maps.display_shape` (area
+    averaging); unchanged when the image is already that small."""
+    height, width = display_shape(image.shape)
+    if (height, width) == image.shape:
+        return image, prob
+    size = (width, height)
+    small = cv2.resize(prob, size, interpolation=cv2.INTER_AREA)
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.clip(small, 0.0, 1.0)
 
 
 # ----------------------------------------------------------------------------------------------- app
@@ -323,6 +376,8 @@ def create_app(
     max_queue: int = 8,
     device: str = "cpu",
     allowed_hosts: list[str] | None = None,
+    backend: str = "torch",
+    batch_size: int = 8,
 ) -> FastAPI:
     """Build the demo app around one checkpoint (loaded now, once).
 
@@ -331,21 +386,30 @@ def create_app(
             (the lookup of ``cxrmap predict``, :func:`cxrmap.predict.predictor.latest_model`).
         max_upload_bytes: largest request body; larger ones get 413 before the body is read whole.
         max_pixels: largest declared image size (width x height); larger ones get 413 before decoding.
-        workers: threads running predictions.
-        max_queue: requests allowed to wait for a worker; beyond that 503 with ``Retry-After``.
+        workers: threads decoding uploads and drawing maps (the network runs in one batching thread).
+        max_queue: requests allowed to wait beyond ``workers``; beyond that 503 with ``Retry-After``.
         device: where the model runs ("cpu", "cuda", ...).
         allowed_hosts: accepted ``Host`` header values (None: any). A server on loopback should list only
             its loopback names, so that a web page elsewhere cannot reach it through DNS rebinding.
+        backend: inference backend (:data:`cxrmap.predict.backends.BACKENDS` or ``auto``).
+        batch_size: most requests run through the network in one batch (1: one at a time).
 
     Raises:
         CheckpointError: no checkpoint given or found, or it cannot be loaded.
+        ModelError: the backend is unknown or this machine lacks it.
     """
     if model_path is None:
         from cxrmap.predict.predictor import latest_model
 
         model_path = latest_model(Path.cwd())
     service = ModelService(
-        model_path, workers=workers, max_queue=max_queue, max_pixels=max_pixels, device=device
+        model_path,
+        workers=workers,
+        max_queue=max_queue,
+        max_pixels=max_pixels,
+        device=device,
+        backend=backend,
+        batch_size=batch_size,
     )
 
     @contextlib.asynccontextmanager
@@ -395,13 +459,14 @@ def create_app(
         """Detect COVID-19 and map the infection in one chest X-ray (paper Sec. II-D, Fig. 5).
 
         The image is COVID-19 when any pixel's infection probability reaches the threshold; the answer also
-        gives the infected share of the lungs per zone and the map as a PNG data URI. Busy: 503 with
+        gives the infected share of the lungs per zone and the map as a PNG data URI, drawn at display size
+        (longest side at most 1024 px; its size in ``map_width`` x ``map_height``). Busy: 503 with
         ``Retry-After``.
         """
         service.acquire()
         try:
             data = await file.read()
-            return await asyncio.get_running_loop().run_in_executor(service.executor, service.analyse, data)
+            return await service.analyse(data)
         finally:
             await file.close()
             service.release()
