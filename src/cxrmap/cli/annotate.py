@@ -360,7 +360,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the whole workflow on phantoms with simulated reviewers through the API; write simulation.json.
 
-        Defaults (6-12 minutes on two CPU cores; use --threads 1 when the cores are busy): 48 COVID-19
+        Defaults (5-8 minutes on two CPU cores; use --threads 1 when the cores are busy): 48 COVID-19
         phantoms at 64 px, half of them with hurried "manual" masks (true masks dilated/eroded, shifted,
         with wobbly outlines and holes); Stage I: U-Net, UNet++ and DLA with a ResNet-10-T encoder (timm
         resnet10t, random weights) in 3 folds; Stage II: five networks (those three plus U-Net and DLA with

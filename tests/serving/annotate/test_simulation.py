@@ -1,4 +1,4 @@
-"""The full simulation of the paper's workflow with real training (slow: 6-12 minutes on two cores)."""
+"""The full simulation of the paper's workflow with real training (slow: 5-8 minutes on two cores)."""
 
 from __future__ import annotations
 

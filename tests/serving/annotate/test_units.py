@@ -131,10 +131,14 @@ def test_simulated_hands():
 
 
 def test_cxrmap_trainer_trains_and_predicts_masks(tmp_path):
-    """One real (tiny) training job: 6 phantoms at 64 px, 1 epoch; masks come back at each image's size."""
+    """One real (tiny) training job: 6 phantoms at 64 px, 2 epochs; masks come back at each image's size,
+    the same as the saved model.pt predicts; the resumable last.pt holds the final epoch."""
     import torch
 
+    from cxrmap.data.io import read_image
+    from cxrmap.predict.predictor import Predictor
     from cxrmap.serving.annotate.training import Network, TrainTask, cxrmap_trainer, parse_training
+    from cxrmap.train import load_checkpoint
     from tests.helpers.annotate import tiny_data
 
     images_dir, _, truths, _ = tiny_data(tmp_path / "data", n_images=6, manual_share=0.5)
@@ -144,7 +148,7 @@ def test_cxrmap_trainer_trains_and_predicts_masks(tmp_path):
     threads = torch.get_num_threads()
     task = TrainTask(
         Network("unet", "tu-resnet10t"),
-        parse_training({"size": 64, "epochs": 1, "batch_size": 4, "threads": 1}),
+        parse_training({"size": 64, "epochs": 2, "batch_size": 4, "threads": 1}),
         train=[(str(p), str(truth_dir / f"mask_{p.name}")) for p in paths[:4]],
         predict=[(10 + i, str(p)) for i, p in enumerate(paths[4:])],
         workdir=tmp_path / "task",
@@ -153,6 +157,11 @@ def test_cxrmap_trainer_trains_and_predicts_masks(tmp_path):
     masks = cxrmap_trainer(task)
     assert sorted(masks) == [10, 11]
     assert all(m.dtype == bool and m.shape == (64, 64) for m in masks.values())
-    assert (tmp_path / "task" / "run" / "model.pt").is_file()
-    assert reports[0][0] == 0.0 and any("epoch 1/1" in m for _, m in reports)
+    run = tmp_path / "task" / "run"
+    reloaded = Predictor.from_checkpoint(run / "model.pt").predict([read_image(p) for p in paths[4:]])
+    for image_id, prediction in zip((10, 11), reloaded, strict=True):
+        assert np.array_equal(masks[image_id], prediction.prob >= prediction.threshold)
+    assert load_checkpoint(run / "last.pt")["epoch"] == 2
+    assert any("epoch 1/2" in m for _, m in reports) and any("epoch 2/2" in m for _, m in reports)
+    assert reports[0][0] == 0.0
     assert torch.get_num_threads() == threads

@@ -4,8 +4,8 @@ A job's whole state (queued, running, done, failed, cancelled; progress; message
 ``jobs`` table. :class:`JobWorker` is a thread of the server that claims the oldest queued job (an atomic
 ``UPDATE ... WHERE state = 'queued'``), runs it and records the outcome. At start-up, jobs found
 ``running`` (the server died under them) are re-queued; a re-run job skips the work it finished before
-(finished trainings keep a ``done.json``, an interrupted training resumes from its ``last.pt``, an import
-skips the images it added).
+(finished trainings keep a ``done.json``, an interrupted training resumes from its ``last.pt``, written
+about once a minute, an import skips the images it added).
 """
 
 from __future__ import annotations

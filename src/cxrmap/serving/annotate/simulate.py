@@ -41,7 +41,7 @@ from cxrmap.serving.annotate.masks import dice, encode_rle, mask_png
 
 @dataclass(frozen=True)
 class SimulationConfig:
-    """The simulated project (defaults: about 6-12 minutes on two CPU cores, depending on their load).
+    """The simulated project (defaults: about 5-8 minutes on two CPU cores, depending on their load).
 
     Attributes:
         n_images: COVID-19 phantoms in the project.

@@ -38,6 +38,10 @@ TRAINING_DEFAULTS = {
 ``threads``: CPU threads torch uses during the job (None: torch's default; 1 is much faster on a machine
 whose cores are busy with other work)."""
 
+RESUME_EVERY = 60.0
+"""Seconds between a stage training's resumable ``last.pt`` writes (and one after the last epoch): a job
+killed meanwhile loses at most about a minute of training, and short epochs are not spent writing it."""
+
 _NAME = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
 
 
@@ -151,8 +155,10 @@ Trainer = Callable[[TrainTask], dict[int, np.ndarray]]
 def cxrmap_trainer(task: TrainTask) -> dict[int, np.ndarray]:
     """Train ``task.network`` with cxrmap's loop (hybrid focal + dice loss, Adam; Sec. II-C) and predict.
 
-    The training images are cached at ``training["size"]``; the predicted masks are the network's
-    probability >= 0.5, resized back to each image's size (:class:`cxrmap.predict.predictor.Predictor`).
+    The training images are cached at ``training["size"]``; the predicted masks are the trained network's
+    probability >= 0.5, resized back to each image's size (:class:`cxrmap.predict.predictor.Predictor` on
+    the network in memory, the same weights as its ``model.pt``). The resumable state is written every
+    :data:`RESUME_EVERY` seconds and at the end.
     """
 
     settings = task.training
@@ -210,8 +216,9 @@ def _train_and_predict(task: TrainTask, config, cache) -> dict[int, np.ndarray]:
         progress=False,
         device=settings.get("device"),
         on_epoch_end=on_epoch_end,
+        resume_every=RESUME_EVERY,
     )
-    predictor = Predictor.from_checkpoint(result.model_path, device=settings.get("device") or "cpu")
+    predictor = Predictor(result.model, result.meta, device=settings.get("device") or "cpu")
     masks: dict[int, np.ndarray] = {}
     for start in range(0, len(task.predict), 16):
         chunk = task.predict[start : start + 16]
