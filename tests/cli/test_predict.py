@@ -35,25 +35,26 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 def _predict(images, out, checkpoint, **kwargs):
+    kwargs.setdefault("workers", 0)
     return run_predict(images, out, model=checkpoint, batch_size=2, progress=False, **kwargs)
 
 
 def test_kill_and_resume_ends_with_one_row_per_image(checkpoint, tmp_path, monkeypatch):
     data, out = _images(tmp_path / "data", 5), tmp_path / "out"
-    original, calls = Predictor.predict, []
+    original, calls = Predictor.predict_inputs, []
 
-    def dies_on_the_second_batch(self, images):
-        calls.append(len(images))
+    def dies_on_the_second_batch(self, inputs, shapes):
+        calls.append(len(inputs))
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return original(self, images)
+        return original(self, inputs, shapes)
 
-    monkeypatch.setattr(Predictor, "predict", dies_on_the_second_batch)
+    monkeypatch.setattr(Predictor, "predict_inputs", dies_on_the_second_batch)
     with pytest.raises(KeyboardInterrupt):
-        _predict([data], out, checkpoint)
+        _predict([data], out, checkpoint, workers=1)
     assert not (out / "predictions.csv").exists() and not (out / "maps").exists()
-    assert len(_rows(out / STAGING / "predictions.csv")) == 2  # the first batch is kept for the resume
-    monkeypatch.setattr(Predictor, "predict", original)
+    assert len(_rows(out / STAGING / "part-0.csv")) == 2  # the first batch is kept for the resume
+    monkeypatch.setattr(Predictor, "predict_inputs", original)
     assert _predict([data], out, checkpoint) == (3, 5)  # only the 3 images not finished before
     rows = _rows(out / "predictions.csv")
     assert sorted(Path(row["path"]).name for row in rows) == [f"cxr{i}.png" for i in range(5)]
