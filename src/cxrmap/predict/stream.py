@@ -6,7 +6,8 @@ process runs the network, draws the maps and writes the files. Each item carries
 (:func:`cxrmap.predict.predictor.model_input`) and the radiograph at its display size
 (:func:`cxrmap.predict.maps.display_image`), never the full film past the worker; at most
 ``workers x 2`` batches wait decoded, so memory stays bounded whatever the number of files. A file that
-cannot be decoded comes back with the reason instead of its pixels.
+cannot be decoded comes back with the reason instead of its pixels. Workers are spawned, not forked: a
+fork of a process running PyTorch's and OpenCV's thread pools can inherit a lock no thread will release.
 """
 
 from __future__ import annotations
@@ -94,5 +95,6 @@ def stream(
         collate_fn=list,
         prefetch_factor=PREFETCH if workers else None,
         worker_init_fn=_single_thread if workers else None,
+        multiprocessing_context="spawn" if workers else None,  # a fork copies locks held by threads
     )
     yield from loader
