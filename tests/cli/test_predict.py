@@ -35,25 +35,26 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 def _predict(images, out, checkpoint, **kwargs):
+    kwargs.setdefault("workers", 0)
     return run_predict(images, out, model=checkpoint, batch_size=2, progress=False, **kwargs)
 
 
 def test_kill_and_resume_ends_with_one_row_per_image(checkpoint, tmp_path, monkeypatch):
     data, out = _images(tmp_path / "data", 5), tmp_path / "out"
-    original, calls = Predictor.predict, []
+    original, calls = Predictor.predict_inputs, []
 
-    def dies_on_the_second_batch(self, images):
-        calls.append(len(images))
+    def dies_on_the_second_batch(self, inputs, shapes):
+        calls.append(len(inputs))
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return original(self, images)
+        return original(self, inputs, shapes)
 
-    monkeypatch.setattr(Predictor, "predict", dies_on_the_second_batch)
+    monkeypatch.setattr(Predictor, "predict_inputs", dies_on_the_second_batch)
     with pytest.raises(KeyboardInterrupt):
-        _predict([data], out, checkpoint)
+        _predict([data], out, checkpoint, workers=1)
     assert not (out / "predictions.csv").exists() and not (out / "maps").exists()
-    assert len(_rows(out / STAGING / "predictions.csv")) == 2  # the first batch is kept for the resume
-    monkeypatch.setattr(Predictor, "predict", original)
+    assert len(_rows(out / STAGING / "part-0.csv")) == 2  # the first batch is kept for the resume
+    monkeypatch.setattr(Predictor, "predict_inputs", original)
     assert _predict([data], out, checkpoint) == (3, 5)  # only the 3 images not finished before
     rows = _rows(out / "predictions.csv")
     assert sorted(Path(row["path"]).name for row in rows) == [f"cxr{i}.png" for i in range(5)]
@@ -113,3 +114,58 @@ def test_out_naming_a_file_is_refused(checkpoint, tmp_path):
     with pytest.raises(DataError, match=f"--out {out} is a file; give a folder"):
         _predict([_images(tmp_path / "d", 1)], out, checkpoint)
     assert out.read_text() == "keep me"
+
+
+def _table(out: Path) -> list[dict[str, str]]:
+    return sorted(_rows(out / "predictions.csv"), key=lambda row: row["path"])
+
+
+def test_decoding_workers_give_the_rows_and_maps_of_the_in_process_path(checkpoint, tmp_path):
+    data = _images(tmp_path / "data", 5)
+    write_jpeg2000_dicom(data / "j2k.dcm")  # a valid header: found, then undecodable in a worker
+    _predict([data], tmp_path / "alone", checkpoint, workers=0)
+    assert _predict([data], tmp_path / "two", checkpoint, workers=2) == (5, 5)
+    assert _table(tmp_path / "two") == _table(tmp_path / "alone")
+    assert tree_hashes(tmp_path / "two" / "maps") == tree_hashes(tmp_path / "alone" / "maps")
+    skipped = _rows(tmp_path / "two" / "skipped.csv")
+    assert [Path(row["path"]).name for row in skipped] == ["j2k.dcm"] and "JPEG 2000" in skipped[0]["reason"]
+
+
+def test_map_side_sets_the_map_size_not_the_figures(checkpoint, tmp_path):
+    data = _images(tmp_path / "data", 2)  # 48 x 40 images
+    sizes = {}
+    for side in (16, 0, 100):
+        out = tmp_path / f"side{side}"
+        _predict([data], out, checkpoint, map_side=side)
+        sizes[side] = {
+            np.asarray(Image.open(out / row["map"])).shape for row in _rows(out / "predictions.csv")
+        }
+    assert sizes == {16: {(16, 13, 3)}, 0: {(48, 40, 3)}, 100: {(48, 40, 3)}}  # 40 * 16 / 48 = 13.3
+    figures = [[{k: v for k, v in row.items()} for row in _table(tmp_path / f"side{s}")] for s in (16, 0)]
+    assert figures[0] == figures[1]
+
+
+def test_torchrun_two_processes_predict_each_image_once(checkpoint, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    data, out = _images(tmp_path / "data", 5), tmp_path / "out"
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+        "-m", "cxrmap", "predict", str(data), "--model", str(checkpoint), "--out", str(out),
+        "--batch-size", "2", "--workers", "0", "--quiet",
+    ]  # fmt: skip
+    source = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": source}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = _rows(out / "predictions.csv")
+    assert sorted(Path(row["path"]).name for row in rows) == [f"cxr{i}.png" for i in range(5)]
+    assert sorted(p.name for p in (out / "maps").iterdir()) == sorted(Path(r["map"]).name for r in rows)
+    assert not (out / STAGING).exists()
+    assert done.stdout.count("5 image(s)") == 1  # one summary, from rank 0

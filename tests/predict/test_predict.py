@@ -16,6 +16,7 @@ from cxrmap.cli import app
 from cxrmap.cli.predict import output_names
 from cxrmap.core.errors import CheckpointError, DataError, ModelError
 from cxrmap.data.io import read_image
+from cxrmap.predict.maps import display_image
 from cxrmap.predict.predictor import FIELDS, NO_LUNG_CHANNEL, Prediction, Predictor, latest_model
 from cxrmap.predict.severity import REGIONS
 from tests.helpers.checkpoints import make_meta
@@ -212,3 +213,12 @@ def test_cli_missing_model(tmp_path, monkeypatch):
     result = runner.invoke(app, ["predict", str(image), "--out", str(tmp_path / "o")])
     assert isinstance(result.exception, CheckpointError) and "cxrmap run" in str(result.exception)
     assert not (tmp_path / "o").exists()
+
+
+def test_map_side_gives_display_sized_maps_and_the_same_figures(checkpoint):
+    image = np.random.default_rng(2).integers(0, 256, (90, 60), dtype=np.uint8)
+    predictor = Predictor.from_checkpoint(checkpoint)
+    full, small = predictor.predict([image])[0], predictor.predict([image], map_side=30)[0]
+    assert full.prob.shape == image.shape and small.prob.shape == small.lung_prob.shape == (30, 20)
+    assert full.to_dict() == small.to_dict()
+    assert small.map(display_image(image, 30)).shape == (30, 20, 3)

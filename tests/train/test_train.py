@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 import torch
 
+from cxrmap.core.distributed import EpochPlan
 from cxrmap.core.errors import CheckpointError, DataError, ModelError
 from cxrmap.data.cache import build_cache
 from cxrmap.evaluate.evaluation import validation
 from cxrmap.train import get_preset, load_checkpoint, load_model, train
-from cxrmap.train.distributed import EpochPlan
 
 TINY = get_preset("quick").replace(
     encoder="resnet18", size=64, batch_size=4, epochs=2, lr=3e-3, amp="off", schedule="cosine", augment=False

@@ -7,13 +7,14 @@ import hashlib
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 
 from cxrmap.cli.options import device_option, out_folder_option, quiet_option
 from cxrmap.core.errors import DataError
-from cxrmap.predict.maps import DISPLAY_FLOOR
+from cxrmap.predict.maps import DISPLAY_FLOOR, DISPLAY_SIDE, display_shape
 
 PREDICTIONS_CSV = "predictions.csv"
 SKIPPED_CSV = "skipped.csv"
@@ -79,6 +80,30 @@ def _skipped_message(skipped: list[tuple[Path, str]], shown: int = 3) -> str:
     return f"{lines}{more}"
 
 
+def _part(staging: Path, rank: int) -> Path:
+    """The staged table of process ``rank``: its finished rows, one at a time, pointing at its maps."""
+    return staging / f"part-{rank}.csv"
+
+
+def _staged_rows(staging: Path, columns: list[str]) -> list[dict[str, str]]:
+    """The finished rows of every process's staged table (those whose map was written), one per image."""
+    rows: dict[str, dict[str, str]] = {}
+    for part in sorted(staging.glob("part-*.csv")):
+        for row in _read_rows(part, columns):
+            if (staging / row["map"]).is_file():
+                rows.setdefault(row["path"], row)
+    return list(rows.values())
+
+
+@dataclass
+class _Plan:
+    """What a run has to do, decided once (by rank 0) and given to every process."""
+
+    jobs: list[tuple[Path, str]]  # (image, map name) still to predict, over all processes
+    found: int  # image files in the input
+    error: str = ""  # why there is nothing to do (rank 0 also writes skipped.csv)
+
+
 def run_predict(
     images: list[Path],
     out: Path,
@@ -89,85 +114,135 @@ def run_predict(
     device: str | None = "cpu",
     backend: str = "torch",
     floor: float = DISPLAY_FLOOR,
+    map_side: int = DISPLAY_SIDE,
+    workers: int | None = None,
     progress: bool = True,
 ) -> tuple[int, int]:
     """Predict every readable image of ``images`` into ``out`` (see ``cxrmap predict --help``).
 
-    New results are written into ``OUT/.predict-partial`` and moved into place at the end: nothing in
-    ``out`` is deleted, an interrupted run leaves the previous results as they were, and running again
-    resumes: images already in ``OUT/predictions.csv`` (or finished by the interrupted run) are skipped.
+    Files stream through ``workers`` decoding processes (:mod:`cxrmap.predict.stream`; default
+    :func:`~cxrmap.predict.stream.default_workers`, 0: in this process) while this one runs the network in
+    batches, draws each map at ``map_side`` (:func:`~cxrmap.predict.maps.display_shape`; 0: full size) and
+    writes it. New results are written into ``OUT/.predict-partial`` (``part-<rank>.csv`` and ``maps/``)
+    and moved into place at the end: nothing in ``out`` is deleted, an interrupted run leaves the
+    previous results as they were, and running again resumes: images already in ``OUT/predictions.csv``
+    (or finished by the interrupted run) are skipped. Under ``torchrun`` each process predicts every
+    ``world_size``-th file and rank 0 merges the parts.
 
     Returns:
-        ``(images predicted now, rows in predictions.csv)``.
+        ``(images predicted now, rows in predictions.csv)`` (in rank 0; other ranks: their own count, 0).
 
     Raises:
         DataError: ``out`` is a file, or no input could be read (the reasons are in ``OUT/skipped.csv``).
     """
-    from cxrmap.core.fileio import atomic_write
-    from cxrmap.core.images import save_png
-    from cxrmap.core.progress import track
-    from cxrmap.data.io import read_image
-    from cxrmap.data.readers import index_files
-    from cxrmap.predict.maps import colorbar
-    from cxrmap.predict.predictor import FIELDS, Predictor, latest_model
+    from cxrmap.core import distributed
 
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out} is a file; give a folder for the maps and predictions.csv")
+    display_shape((1, 1), map_side)  # a bad --map-side is refused before any work
+    context = distributed.setup(device)
+    try:
+        return _run(images, out, context, model, batch_size, threshold, backend, floor, map_side, workers,
+                    progress)  # fmt: skip
+    finally:
+        distributed.teardown(context)
+
+
+def _run(images, out, context, model, batch_size, threshold, backend, floor, map_side, workers, progress):
+    """:func:`run_predict` in one of ``context.world_size`` processes."""
+    import numpy as np
+
+    from cxrmap.core import distributed
+    from cxrmap.core.fileio import atomic_write
+    from cxrmap.core.images import FAST_PNG, save_png
+    from cxrmap.core.progress import track
+    from cxrmap.data.readers import index_files
+    from cxrmap.predict.maps import colorbar
+    from cxrmap.predict.predictor import FIELDS, Predictor, latest_model
+    from cxrmap.predict.stream import default_workers, stream
+
     columns = ["path", "map", *FIELDS]
     staging = out / STAGING
-    previous = _read_rows(out / PREDICTIONS_CSV, columns)
-    resumed = [
-        row for row in _read_rows(staging / PREDICTIONS_CSV, columns) if (staging / row["map"]).is_file()
-    ]
-    done = {row["path"] for row in previous + resumed}
-    found = index_files(images, recursive=True)
-    skipped = [(Path(path), reason) for path, reason in found.skipped]
-    files = [path for path in found.images if str(path) not in done]
-    if not found.images:
-        _write_skipped(out, skipped, atomic_write)
-        raise DataError(
-            f"no readable images (PNG, JPEG, DICOM) in {', '.join(map(str, images))}: {len(skipped)} "
-            f"file(s) skipped ({_skipped_message(skipped)}); all are listed in {out / SKIPPED_CSV}. "
-            "Pass image files or folders that contain them"
-        )
+    plan, previous, skipped = None, [], []
+    if context.is_main:
+        try:
+            previous = _read_rows(out / PREDICTIONS_CSV, columns)
+            resumed = _staged_rows(staging, columns)
+            done = {row["path"] for row in previous + resumed}
+            found = index_files(images, recursive=True)
+            skipped = [(Path(path), reason) for path, reason in found.skipped]
+            files = [path for path in found.images if str(path) not in done]
+            taken = {Path(row["map"]).stem.lower() for row in previous + resumed}
+            plan = _Plan(list(zip(files, output_names(files, taken), strict=True)), len(found.images))
+        except DataError as error:
+            plan = _Plan([], 0, str(error))
+        if not plan.error and not plan.found:
+            plan.error = (
+                f"no readable images (PNG, JPEG, DICOM) in {', '.join(map(str, images))}: {len(skipped)} "
+                f"file(s) skipped ({_skipped_message(skipped)}); all are listed in {out / SKIPPED_CSV}. "
+                "Pass image files or folders that contain them"
+            )
+            _write_skipped(out, skipped, atomic_write)
+    plan = distributed.broadcast_object(plan, context)
+    if plan.error:
+        if context.is_main:
+            raise DataError(plan.error)
+        return 0, 0
     model_path = model if model is not None else latest_model(Path.cwd())
     predictor = Predictor.from_checkpoint(
-        model_path, device=device, batch_size=batch_size, threshold=threshold, backend=backend
+        model_path, device=str(context.device), batch_size=batch_size, threshold=threshold, backend=backend
     )
-    taken = {Path(row["map"]).stem.lower() for row in previous + resumed}
-    jobs = list(zip(files, output_names(files, taken), strict=True))
+    mine = plan.jobs[context.rank :: context.world_size]
+    part = _part(staging, context.rank)
     (staging / MAPS_DIR).mkdir(parents=True, exist_ok=True)
-    n_done = 0
-    with (
-        open(staging / PREDICTIONS_CSV, "w", newline="", encoding="utf-8") as handle,
-        track(stage="predict", total=len(files), enabled=progress) as bar,
-    ):
+    kept = [row for row in _read_rows(part, columns) if (staging / row["map"]).is_file()]
+    with atomic_write(part, "w") as handle:  # this process's finished rows, without a row cut short
         writer = csv.writer(handle)
         writer.writerow(columns)
-        writer.writerows([row[column] for column in columns] for row in resumed)
-        for start in range(0, len(jobs), batch_size):
-            batch = []
-            for path, name in jobs[start : start + batch_size]:
-                try:
-                    batch.append((path, name, read_image(path)))
-                except (DataError, OSError) as error:
-                    skipped.append((path, str(error)))
-            for (path, name, cxr), prediction in zip(
-                batch, predictor.predict([cxr for _, _, cxr in batch]), strict=True
-            ):
-                save_png(staging / MAPS_DIR / f"{name}.png", prediction.map(cxr, floor=floor))
-                row = {"path": str(path), "map": f"{MAPS_DIR}/{name}.png", **prediction.to_dict()}
+        writer.writerows([row[column] for column in columns] for row in kept)
+    failed: list[tuple[int, Path, str]] = []
+    n_done = 0
+    workers = default_workers(context.world_size) if workers is None else workers
+    with (
+        open(part, "a", newline="", encoding="utf-8") as handle,
+        track(stage="predict", total=len(mine), enabled=progress and context.is_main) as bar,
+    ):
+        writer = csv.writer(handle)
+        for films in stream([path for path, _ in mine], predictor.input_size, map_side, batch_size, workers):
+            good = [film for film in films if not film.error]
+            failed += [(film.index, film.path, film.error) for film in films if film.error]
+            predictions = (
+                predictor.predict_inputs(
+                    np.stack([film.input for film in good]), [film.display.shape for film in good]
+                )
+                if good
+                else []
+            )
+            for film, prediction in zip(good, predictions, strict=True):
+                name = mine[film.index][1]
+                save_png(
+                    staging / MAPS_DIR / f"{name}.png",
+                    prediction.map(film.display, floor=floor),
+                    compress_level=FAST_PNG,
+                )
+                row = {"path": str(film.path), "map": f"{MAPS_DIR}/{name}.png", **prediction.to_dict()}
                 writer.writerow([_csv_value(row[column]) for column in columns])
                 n_done += 1
             handle.flush()
-            bar.update(len(jobs[start : start + batch_size]))
+            bar.update(len(films))
         os.fsync(handle.fileno())
-    new_rows = _read_rows(staging / PREDICTIONS_CSV, columns)
-    if not new_rows and files and len(files) == len(found.images):  # nothing of this input was readable
+    counts = distributed.gather_object((n_done, failed), context)  # every process has finished here
+    if not context.is_main:
+        return n_done, 0
+    n_done = sum(count for count, _ in counts)
+    skipped += [(path, reason) for _, path, reason in sorted(f for _, fails in counts for f in fails)]
+    seen = {row["path"] for row in previous}
+    new_rows = [row for row in _staged_rows(staging, columns) if row["path"] not in seen]
+    if not new_rows and plan.jobs and len(plan.jobs) == plan.found:  # nothing of this input was readable
         _write_skipped(out, skipped, atomic_write)
         shutil.rmtree(staging)
         raise DataError(
-            f"none of the {len(found.images)} image file(s) could be decoded ({_skipped_message(skipped)}); "
+            f"none of the {plan.found} image file(s) could be decoded ({_skipped_message(skipped)}); "
             f"all are listed in {out / SKIPPED_CSV}"
         )
     save_png(staging / "colorbar.png", colorbar())
@@ -238,6 +313,20 @@ def register(app: typer.Typer) -> None:
             max=1.0,
             help="Probabilities below this show the plain radiograph.",
         ),
+        map_side: int = typer.Option(
+            DISPLAY_SIDE,
+            "--map-side",
+            min=0,
+            help="Longest side of the maps in pixels (the radiograph downsized for viewing); 0: full size.",
+        ),
+        workers: int | None = typer.Option(
+            None,
+            "--workers",
+            min=0,
+            help="Processes decoding the files while the network runs; 0: decode in this one. "
+            "Default: the physical cores less one (at least 1).",
+            show_default=False,
+        ),
         quiet: bool = quiet_option(),
     ) -> None:
         """Infection map, COVID-19 detection and severity for each image (paper Sec. II-D).
@@ -247,6 +336,8 @@ def register(app: typer.Typer) -> None:
         share of the image, of the lungs and of each lung zone; empty where the model cannot tell) and
         OUT/skipped.csv (files that could not be read, with the reason). Nothing in OUT is deleted: new
         results are moved into place at the end, and a run cut off is resumed by running it again.
+        Files are decoded in --workers processes while the network runs; under
+        `torchrun --nproc_per_node N -m cxrmap predict ...` each process takes its share of the files.
         """
         run_predict(
             images,
@@ -257,5 +348,7 @@ def register(app: typer.Typer) -> None:
             device=device,
             backend=backend,
             floor=floor,
+            map_side=map_side,
+            workers=workers,
             progress=not quiet,
         )

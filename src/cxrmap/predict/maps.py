@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 
+import cv2
 import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -53,6 +54,14 @@ def display_shape(shape: tuple[int, int], side: int = DISPLAY_SIDE) -> tuple[int
         return height, width
     scale = side / longest
     return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def display_image(cxr: np.ndarray, side: int = DISPLAY_SIDE) -> np.ndarray:
+    """The radiograph at :func:`display_shape` (area interpolation), the canvas its map is drawn on."""
+    height, width = display_shape(cxr.shape, side)
+    if (height, width) == cxr.shape:
+        return cxr
+    return cv2.resize(cxr, (width, height), interpolation=cv2.INTER_AREA)
 
 
 @functools.lru_cache(maxsize=1)

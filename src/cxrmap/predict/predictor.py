@@ -1,9 +1,10 @@
 """Prediction on radiographs of any size: probability maps, COVID-19 detection and severity.
 
 :class:`Predictor` wraps a trained segmentation model and its checkpoint metadata. Each image is resized
-to the model's input size (area interpolation), run through the Predictor's inference backend
-(:mod:`cxrmap.predict.backends`: eager PyTorch by default, ONNX Runtime, int8, or ``auto``) in batches,
-and its probability map is resized back to the image's own size (bilinear) for display.
+to the model's input size (:func:`model_input`, area interpolation), run through the Predictor's inference
+backend (:mod:`cxrmap.predict.backends`: eager PyTorch by default, ONNX Runtime, int8, or ``auto``) in
+batches, and its probability map is resized (bilinear) to the size it is shown at: the image's own size by
+default, or a display size (:func:`cxrmap.predict.maps.display_shape`, e.g. at most 1024 pixels a side).
 
 The decision and the figures come from the network's output Ŷ at the model's input size, as in the
 paper (Sec. II-D): the score is the maximum of Ŷ, the image is COVID-19 when the score reaches the
@@ -30,7 +31,7 @@ from cxrmap.core.errors import CheckpointError, DataError, ModelError
 from cxrmap.models.checkpoint import CheckpointMeta, load_model
 from cxrmap.predict.backends import Backend, load_onnx, make_backend
 from cxrmap.predict.detect import image_score, is_covid
-from cxrmap.predict.maps import DISPLAY_FLOOR, infection_map
+from cxrmap.predict.maps import DISPLAY_FLOOR, display_shape, infection_map
 from cxrmap.predict.severity import REGIONS, severity
 
 LUNG_THRESHOLD = 0.5
@@ -47,8 +48,9 @@ class Prediction:
     """What the model says about one radiograph.
 
     Attributes:
-        prob: infection probability map, float32 (H, W) at the input image's size (for display).
-        lung_prob: lung probability map, float32 (H, W), or None when the model has no lung channel.
+        prob: infection probability map, float32 (H, W) at the size it is shown at (for display): the
+            input image's size unless a display side was asked for.
+        lung_prob: lung probability map, float32 (H, W) likewise, or None when the model has no lung channel.
         score: image-level score, the maximum infection probability of the network output.
         covid: COVID-19 detected (``score >= threshold``, paper Sec. II-D).
         threshold: the detection threshold used.
@@ -85,8 +87,17 @@ class Prediction:
         }
 
     def map(self, cxr: np.ndarray, floor: float = DISPLAY_FLOOR, opacity: float = 1.0) -> np.ndarray:
-        """The infection map of this prediction on ``cxr`` (uint8 (H, W)): RGB uint8 (H, W, 3)."""
+        """The infection map of this prediction on ``cxr`` (uint8, the shape of :attr:`prob`): RGB uint8."""
         return infection_map(cxr, self.prob, floor=floor, opacity=opacity)
+
+
+def model_input(image: np.ndarray, side: int) -> np.ndarray:
+    """The radiograph as the network sees it: uint8 (H, W) -> uint8 (side, side), area interpolation.
+
+    The one resize to the model's input size, shared by :meth:`Predictor.predict` and the streaming
+    ``cxrmap predict`` (:mod:`cxrmap.predict.stream`), so both give the same figures.
+    """
+    return cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA)
 
 
 class Predictor:
@@ -193,14 +204,16 @@ class Predictor:
             )
         return image
 
-    def predict(self, images: list[np.ndarray]) -> list[Prediction]:
+    def predict(self, images: list[np.ndarray], map_side: int | None = None) -> list[Prediction]:
         """Predict infection maps, detection and severity for radiographs of any sizes.
 
         Args:
             images: uint8 grayscale arrays (H_i, W_i), sizes may differ.
+            map_side: longest side of the probability maps (:func:`~cxrmap.predict.maps.display_shape`);
+                None or 0: each image's own size. The figures do not depend on it.
 
         Returns:
-            One :class:`Prediction` per image, in order; its maps have that image's size.
+            One :class:`Prediction` per image, in order.
         """
 
         images = [self._check(image, index) for index, image in enumerate(images)]
@@ -208,16 +221,29 @@ class Predictor:
         predictions: list[Prediction] = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
-            batch = np.stack(
-                [cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA) for image in chunk]
+            predictions.extend(
+                self.predict_inputs(
+                    np.stack([model_input(image, side) for image in chunk]),
+                    [display_shape(image.shape, map_side or 0) for image in chunk],
+                )
             )
-            probs = self.backend.probabilities(batch)
-            for image, output in zip(chunk, probs, strict=True):
-                predictions.append(self._prediction(image.shape, np.asarray(output, dtype=np.float32)))
         return predictions
 
+    def predict_inputs(self, inputs: np.ndarray, shapes: list[tuple[int, int]]) -> list[Prediction]:
+        """Predictions of images already resized by :func:`model_input`, in one forward pass.
+
+        Args:
+            inputs: uint8 (N, S, S), S the model's input size.
+            shapes: the (height, width) each prediction's probability maps are given at.
+        """
+        probs = self.backend.probabilities(inputs)
+        return [
+            self._prediction(shape, np.asarray(output, dtype=np.float32))
+            for shape, output in zip(shapes, probs, strict=True)
+        ]
+
     def _prediction(self, shape: tuple[int, int], output: np.ndarray) -> Prediction:
-        """Build the Prediction of one image from the network output (C, S, S) at the model's size."""
+        """Build the Prediction of one image from the network output (C, S, S), its maps at ``shape``."""
 
         def to_image_size(channel: np.ndarray) -> np.ndarray:
             resized = cv2.resize(channel, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from cxrmap import __version__
+from cxrmap.core import distributed
 from cxrmap.core.errors import CheckpointError, DataError, ModelError
 from cxrmap.core.progress import track
 from cxrmap.core.runtime import autocast, resolve_amp, resolve_channels_last
@@ -48,7 +49,6 @@ from cxrmap.models.checkpoint import (
 )
 from cxrmap.models.classifier import COVID_CLASS
 from cxrmap.models.input import fit_size
-from cxrmap.train import distributed
 from cxrmap.train.logs import TrainLogger
 from cxrmap.train.losses import HybridLoss
 from cxrmap.train.presets import ClassifierConfig, TrainConfig

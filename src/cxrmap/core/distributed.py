@@ -1,9 +1,11 @@
 """One process, or many under ``torchrun``: the process group, the device, and the epoch's data plan.
 
-``torchrun --nproc_per_node N -m cxrmap train ...`` starts N processes with ``RANK``, ``WORLD_SIZE``
-and ``LOCAL_RANK`` set; :func:`setup` joins them into a process group (``nccl`` on GPUs, ``gloo`` on CPUs)
-and each process trains :class:`~torch.nn.parallel.DistributedDataParallel` on its shard of every epoch
-(:class:`EpochPlan`). Only rank 0 writes files. Without those variables everything runs in one process.
+``torchrun --nproc_per_node N -m cxrmap train ...`` (or ``... predict ...``) starts N processes with
+``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` set; :func:`setup` joins them into a process group (``nccl`` on
+GPUs, ``gloo`` on CPUs). Training runs :class:`~torch.nn.parallel.DistributedDataParallel` on each
+process's shard of every epoch (:class:`EpochPlan`) and only rank 0 writes files; prediction gives each
+process its share of the files and rank 0 merges their results. Without those variables everything runs
+in one process.
 """
 
 from __future__ import annotations
@@ -90,6 +92,16 @@ def all_reduce_sum(values: list[float], context: Context) -> list[float]:
     tensor = torch.tensor(values, dtype=torch.float64, device=context.device)
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor.tolist()
+
+
+def gather_object(value, context: Context) -> list:
+    """Every process's ``value``, by rank, in every process (``[value]`` alone)."""
+
+    if not context.distributed:
+        return [value]
+    box = [None] * context.world_size
+    dist.all_gather_object(box, value)
+    return box
 
 
 def broadcast_object(value, context: Context):
