@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
-import cv2
 import numpy as np
 import uvicorn
 from fastapi import FastAPI, File, UploadFile
@@ -45,7 +45,7 @@ from cxrmap.core.fileio import json_safe
 from cxrmap.core.images import FAST_PNG, data_uri, encode_png, file_sha256
 from cxrmap.data.io import decode_image
 from cxrmap.models.checkpoint import load_model
-from cxrmap.predict.maps import DISPLAY_SIDE, display_shape, infection_map
+from cxrmap.predict.maps import DISPLAY_SIDE, display_image
 from cxrmap.predict.predictor import Prediction, Predictor
 from cxrmap.predict.severity import REGIONS
 from cxrmap.report.card import build_card
@@ -228,7 +228,9 @@ class ModelService:
         self.card = self._card(model)
         self.capacity = workers + max_queue
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cxrmap-decode")
-        self.batcher = Batcher(self.predictor.predict, max_batch=batch_size)
+        self.batcher = Batcher(
+            functools.partial(self.predictor.predict, map_side=DISPLAY_SIDE), max_batch=batch_size
+        )
         self._slots = threading.BoundedSemaphore(self.capacity)
         self._lock = threading.Lock()
         self.in_flight = 0
@@ -327,7 +329,7 @@ class ModelService:
     def answer(self, image: np.ndarray, prediction: Prediction) -> dict[str, Any]:
         """The :class:`PredictResponse` fields (but ``elapsed_ms``) of ``prediction`` on ``image``."""
         height, width = image.shape
-        cxr, prob = _display_size(image, prediction.prob)
+        cxr = display_image(image)
         return {
             "decision": "covid" if prediction.covid else "no_covid",
             "covid": bool(prediction.covid),
@@ -337,7 +339,7 @@ class ModelService:
             "severity_note": prediction.severity_note,
             "width": int(width),
             "height": int(height),
-            "map_png": data_uri(encode_png(infection_map(cxr, prob), FAST_PNG)),
+            "map_png": data_uri(encode_png(prediction.map(cxr), FAST_PNG)),
             "map_width": int(cxr.shape[1]),
             "map_height": int(cxr.shape[0]),
             "cxr_png": data_uri(encode_png(image, FAST_PNG)),
@@ -351,17 +353,6 @@ class ModelService:
         """Stop the batcher (after the predictions already submitted) and the worker pool."""
         self.batcher.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
-
-
-def _display_size(image: np.ndarray, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``image`` and its probability map resized to :func:`~cxrmap.predict.maps.display_shape` (area
-    averaging); unchanged when the image is already that small."""
-    height, width = display_shape(image.shape)
-    if (height, width) == image.shape:
-        return image, prob
-    size = (width, height)
-    small = cv2.resize(prob, size, interpolation=cv2.INTER_AREA)
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.clip(small, 0.0, 1.0)
 
 
 # ----------------------------------------------------------------------------------------------- app
