@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from cxrmap.data.io import read_image
+from cxrmap.predict import stream as stream_module
 from cxrmap.predict.maps import display_image
 from cxrmap.predict.predictor import model_input
 from cxrmap.predict.stream import default_workers, stream
@@ -41,8 +43,11 @@ def test_workers_return_the_in_process_items_in_order_and_errors_not_crashes(tmp
     assert films[3].display.shape == (20, 20)  # already small: kept as it is
 
 
-def test_default_workers_leave_a_core_and_keep_one():
-    from cxrmap.core.runtime import default_threads
-
-    assert default_workers() == max(1, default_threads() - 1)
-    assert default_workers(processes=10_000) == 1
+@pytest.mark.parametrize(
+    ("cores", "processes", "expected"), [(1, 1, 0), (2, 1, 0), (3, 1, 2), (16, 1, 15), (16, 4, 3), (16, 8, 0)]
+)
+def test_default_workers_leave_a_core_to_compute_and_none_on_two_cores(
+    monkeypatch, cores, processes, expected
+):
+    monkeypatch.setattr(stream_module, "default_threads", lambda: cores)
+    assert default_workers(processes) == expected
