@@ -34,31 +34,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from random_model import write_checkpoint
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = Path(os.environ.get("CXRMAP_SAMPLES", ROOT.parent / "shared" / "samples" / "covid-qu-ex"))
 INPUT_SIZE = 96  # the quick preset's
 FILM_SIZES = [(1700, 1400), (2000, 2000), (2500, 2300), (2900, 2700)]  # 2.4, 4.0, 5.8, 7.8 Mpx
-
-
-def checkpoint(path: Path) -> Path:
-    """A random-weight U-Net + DenseNet-121 at 96 px (infection + lung), saved as a cxrmap checkpoint."""
-    import torch
-
-    from cxrmap.models import create_model
-    from cxrmap.models.checkpoint import CheckpointMeta, Provenance, TrainingData, save_checkpoint
-
-    torch.manual_seed(0)
-    model = create_model("unet", "densenet121", weights=None, classes=2)
-    meta = CheckpointMeta(
-        task="segmentation",
-        model=model.config,
-        channels=("infection", "lung"),
-        input_size=INPUT_SIZE,
-        threshold=0.5,
-        data=TrainingData("phantom", "nothing: random weights (benchmark)", ""),
-        provenance=Provenance("quick", {}, "bench", ""),
-    )
-    return save_checkpoint(path, {"meta": meta, "model": model.state_dict()})
 
 
 def phantoms(folder: Path, n: int, size: int = 128, distinct: int = 64) -> Path:
@@ -162,7 +143,7 @@ def main() -> None:
     streaming = ["--workers", str(workers)]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        model = checkpoint(work / "model.pt")
+        model = write_checkpoint(work / "model.pt", INPUT_SIZE)
         print(
             f"U-Net + DenseNet-121 (random weights) at {INPUT_SIZE} px, batch 8; {workers} worker(s) default"
         )

@@ -33,33 +33,14 @@ import numpy as np
 
 from cxrmap.data.io import read_image
 from cxrmap.data.phantom.shapes import generate
-from cxrmap.models import create_model
-from cxrmap.models.checkpoint import CheckpointMeta, Provenance, TrainingData, save_checkpoint
 from cxrmap.predict.predictor import Predictor
 from cxrmap.serving.demo.app import create_app, serve_in_background
 from cxrmap.train.presets import PRESETS
+from random_model import write_checkpoint
 
 
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
-
-
-def write_checkpoint(path: Path, size: int) -> Path:
-    """U-Net + DenseNet-121, random weights, infection + lung channels, ``size`` px input."""
-    import torch
-
-    torch.manual_seed(0)
-    model = create_model("unet", "densenet121", weights=None, classes=2)
-    meta = CheckpointMeta(
-        task="segmentation",
-        model=model.config,
-        channels=("infection", "lung"),
-        input_size=size,
-        threshold=0.5,
-        data=TrainingData("phantom", "nothing: random weights (benchmark)", ""),
-        provenance=Provenance("quick", {}, "bench", ""),
-    )
-    return save_checkpoint(path, {"meta": meta, "model": model.state_dict()})
 
 
 def bare_forward(predictor: Predictor, image: np.ndarray, repeats: int) -> list[float]:
