@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from random_model import random_network
+
 
 class Budget:
     """Seconds left of the run; a measurement that would start past the end is skipped."""
@@ -112,21 +114,8 @@ def bench_training(arch, encoder, size, batch, device, tiny, budget, repeats) ->
 def bench_inference(arch, encoder, size, batches, device, tiny, budget, repeats, work: Path) -> None:
     import torch
 
-    from cxrmap import __version__
-    from cxrmap.models import create_model
-    from cxrmap.models.checkpoint import CheckpointMeta, Provenance, TrainingData
-
-    torch.manual_seed(0)
-    model = create_model(arch, encoder, classes=2).to(device).eval()
-    meta = CheckpointMeta(
-        task="segmentation",
-        model=model.config,
-        channels=("infection", "lung"),
-        input_size=size,
-        threshold=0.5,
-        data=TrainingData("phantom", "random weights (speed only)", "-"),
-        provenance=Provenance("benchmark", {}, __version__, ""),
-    )
+    model, meta = random_network(arch, encoder, size)
+    model = model.to(device).eval()
     for batch in batches:
         x = torch.rand(batch, 1, size, size, device=device)
         figures = inference_figures(model, meta, x, device, tiny, budget, repeats, work)
