@@ -16,6 +16,7 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from cxrmap.core.errors import BusyError, DataError  # noqa: E402
+from cxrmap.predict.maps import display_image  # noqa: E402
 from cxrmap.serving.demo.app import create_app, serve_in_background  # noqa: E402
 from cxrmap.serving.demo.batching import Batcher  # noqa: E402
 from tests.helpers.checkpoints import write_tiny_checkpoint  # noqa: E402
@@ -258,6 +259,8 @@ def test_the_map_of_a_large_film_is_drawn_at_display_size(checkpoint, predictor)
     # the map's value (HSV V = the brightest channel) is the radiograph's gray level (paper Sec. II-D)
     small = cv2.resize(image, (751, 1024), interpolation=cv2.INTER_AREA).astype(int)
     assert np.abs(overlay.max(axis=2).astype(int) - small).max() <= 1
+    cxr = np.asarray(decode_data_uri(body["cxr_png"]))  # the radiograph the map lies on, at its size
+    np.testing.assert_array_equal(cxr, display_image(image))
     assert "1024" in schema["properties"]["map_png"]["description"]
     assert {"map_width", "map_height"} <= set(schema["properties"])
 

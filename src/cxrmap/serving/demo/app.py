@@ -124,7 +124,10 @@ class PredictResponse(BaseModel):
     )
     map_width: int = Field(description=f"Width of map_png, in pixels (longest side <= {DISPLAY_SIDE}).")
     map_height: int = Field(description=f"Height of map_png, in pixels (longest side <= {DISPLAY_SIDE}).")
-    cxr_png: str = Field(description="The radiograph as read (8-bit grayscale) as a PNG data URI.")
+    cxr_png: str = Field(
+        description="The radiograph as read (8-bit grayscale) as a PNG data URI, at the map's size "
+        "(map_width x map_height), so the two overlay pixel for pixel."
+    )
     model_id: str = Field(description="Short SHA-256 of the checkpoint file that answered.")
     trained_on_phantoms: bool
     warnings: list[str]
@@ -342,7 +345,7 @@ class ModelService:
             "map_png": data_uri(encode_png(prediction.map(cxr), FAST_PNG)),
             "map_width": int(cxr.shape[1]),
             "map_height": int(cxr.shape[0]),
-            "cxr_png": data_uri(encode_png(image, FAST_PNG)),
+            "cxr_png": data_uri(encode_png(cxr, FAST_PNG)),
             "model_id": self.model_id,
             "trained_on_phantoms": self.phantom,
             "warnings": self.warnings,
