@@ -9,7 +9,7 @@ detection sensitivity / specificity under both rules, detection AUC. ``OUT/front
 point measured in ``OUT`` (a point measured again replaces its row) and ``OUT/frontier.png`` plots them
 against the training time, with the main job's bars (F1 0.70, sensitivity and specificity 0.90).
 
-    python benchmarks/bench_frontier.py [--phantom ct] [--points 3x96,6x96,9x96] [--out DIR]
+    python benchmarks/bench_frontier.py [--phantom ct] [--points 3x96,6x96,9x96] [--encoder E] [--out DIR]
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation-share", type=float, default=None, help="default: the preset's")
     parser.add_argument("--out", type=Path, default=None, help="work folder (default: a temporary one)")
     parser.add_argument("--seed", type=int, default=0, help="phantom and training seed")
+    parser.add_argument("--arch", default=None, help="decoder (default: the quick preset's, unet)")
+    parser.add_argument("--encoder", default=None, help="encoder (default: the quick preset's, densenet121)")
     args = parser.parse_args(argv)
     points = parse_points(args.points)
 
@@ -85,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     from cxrmap.train import get_preset
 
     base = get_preset("quick", seed=args.seed, validation_share=args.validation_share)
+    base = base.replace(arch=args.arch or base.arch, encoder=args.encoder or base.encoder)
     work = args.out or Path(tempfile.mkdtemp(prefix="cxrmap-frontier-"))
     root = work / f"phantom-{args.phantom}"
     if not (root / "metadata.csv").is_file():
@@ -95,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {here.cpu}, {here.physical_cores} cores, features: {', '.join(here.features) or 'none'}")
     print(
         f"{args.phantom} phantom: {len(manifest)} images, fold 0 of {base.folds}; validation share "
-        f"{base.validation_share:g}; U-Net + DenseNet-121, random initial weights, batch {base.batch_size}"
+        f"{base.validation_share:g}; {base.arch} + {base.encoder}, random initial weights, "
+        f"batch {base.batch_size}"
     )
     header = (
         f"{'point':>7} {'train s':>8} {'F1':>6} {'sens':>6} {'spec':>6} {'v.sens':>7} {'v.spec':>7} "
@@ -103,19 +107,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(header)
     rows = []
+    default = get_preset("quick")
+    changed = (base.arch, base.encoder) != (default.arch, default.encoder)
+    model_label = f" {base.arch}:{base.encoder}" if changed else ""  # points of other models kept apart
     for epochs, size in points:
         config = base.replace(epochs=epochs, size=size)
         cache = build_cache(manifest, size, cache_dir=work / "cache", progress=False)
         train_idx, test_idx = fold_indices(cache.manifest, 0)
         started = time.perf_counter()
+        point = f"{epochs}x{size}{model_label}"
         result, evaluation = train_and_evaluate(
-            config, cache, train_idx, test_idx, work / f"fold0-{epochs}x{size}", resume=False, progress=False
-        )
+            config, cache, train_idx, test_idx, work / f"fold0-{point.replace(' ', '-').replace(':', '-')}",
+            resume=False, progress=False,
+        )  # fmt: skip
         metrics = evaluation.metrics()
         seg, det = metrics["segmentation"], metrics["detection"]
         valid = metrics.get("detection_validated", det)
         row = {
-            "point": f"{epochs}x{size}",
+            "point": point,
             "seconds": result.seconds,
             "wall": time.perf_counter() - started,
             "f1": seg["f1"],
