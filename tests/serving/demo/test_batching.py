@@ -197,8 +197,9 @@ def test_concurrent_requests_each_get_the_prediction_of_their_own_image(checkpoi
     batches = hold_first_batch_until_all_queued(service, len(images))
     with serve_in_background(app) as url:
         responses = concurrent_posts(url, [png_of(image) for image in images])
-    # those that came while the first batch ran went through the network together, all in one call
-    assert len(batches) == 2 and sorted(shape for batch in batches for shape in batch) == sorted(
+    # those that came while the first batch ran went through the network together, all in one call (or
+    # all four in the first, when they were all accepted before it started); each image exactly once
+    assert len(batches) <= 2 and sorted(shape for batch in batches for shape in batch) == sorted(
         image.shape for image in images
     )
     scores = set()
